@@ -1,0 +1,62 @@
+//! gate-core: the model, stage traits, ledger and pipeline engine of gate.
+//!
+//! gate runs CI gating pipelines for OpenStack deployments as a fixed sequence of
+//! [`Stage`]s. Each stage is a trait ([`ResourceAllocator`], [`Deployer`], [`Tester`], …)
+//! implemented by pluggable backends and wired by name through a [`Registry`]. Every
+//! resource a run creates goes to the durable [`Ledger`] before it is created, so
+//! [`cleanup_ledger`] can free everything, even after a crash.
+//!
+//! ```
+//! use gate_core::{Command, Stage, shell_quote};
+//!
+//! assert_eq!("prepare-hosts".parse::<Stage>(), Ok(Stage::PrepareHosts));
+//! let cmd = Command::new("echo").arg("it's here");
+//! assert_eq!(cmd.to_shell_line(), "echo 'it'\\''s here'");
+//! assert_eq!(shell_quote("a b"), "'a b'");
+//! ```
+#![deny(missing_docs)]
+
+pub mod archive;
+pub mod cleanup;
+pub mod command;
+pub mod context;
+pub mod error;
+pub mod events;
+pub mod fanout;
+pub mod interrupt;
+pub mod junit;
+pub mod ledger;
+pub mod local;
+pub mod model;
+pub mod pipeline;
+pub mod registry;
+pub mod secret;
+pub mod stage;
+pub mod state;
+pub mod time;
+pub mod traits;
+pub mod transport;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use cleanup::{CleanerLookup, CleanupReport, cleanup_ledger};
+pub use command::{Command, EnvValue, shell_quote};
+pub use context::{AllocateContext, HostIo, StageContext};
+pub use error::{Error, Result};
+pub use events::{Event, EventSink, TracingEvents};
+pub use fanout::{HostOutcome, all_ok, fan_out};
+pub use interrupt::Interrupt;
+pub use ledger::{Ledger, LiveResource, ResourceSpec};
+pub use model::{Host, Inventory, RunId};
+pub use pipeline::{Backend, Backends, Pipeline, PipelineOptions, RunSummary};
+pub use registry::{BackendConfig, Registry};
+pub use secret::Secret;
+pub use stage::Stage;
+pub use state::{RunState, StageStatus, StateDir};
+pub use traits::{
+    AgentConnector, ArchiveReport, ArtifactPublisher, Archiver, Cleaned, Cleaner, Deployer,
+    HostPreparer, HostValidator, Observed, ResourceAllocator, StageOutcome, SweepFilter,
+    TestReport, Tester,
+};
+pub use transport::{Connector, Connectors, ExecIo, ExecOutput, HostLog, Transport, TransportExt};
