@@ -114,6 +114,7 @@ impl StageContext {
             let io = self.host_log(&transport.host().name).map(|log| HostIo {
                 log,
                 cancel: self.cancel.clone(),
+                events: self.events.clone(),
             });
             let step = &step;
             async move { step(transport, io?).await }
@@ -136,9 +137,16 @@ pub struct HostIo {
     pub log: HostLog,
     /// Fires on interrupt.
     pub cancel: CancellationToken,
+    /// Progress events.
+    pub events: Arc<dyn EventSink>,
 }
 
 impl HostIo {
+    /// Where progress events go.
+    pub fn events(&self) -> &dyn EventSink {
+        self.events.as_ref()
+    }
+
     /// Borrowed form for [`crate::Transport::exec`].
     pub fn io(&self) -> ExecIo<'_> {
         ExecIo {

@@ -30,17 +30,35 @@ where
     F: Fn(Arc<Tr>) -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let permits = Semaphore::new(limit.max(1));
-    let runs = transports.iter().map(|transport| {
+    bounded(transports.iter().cloned(), limit, |transport| {
         let host = transport.host().name.clone();
-        let run = step(transport.clone());
+        let run = step(transport);
+        async move {
+            HostOutcome {
+                host,
+                result: run.await,
+            }
+        }
+    })
+    .await
+}
+
+/// Runs `step` on every item, at most `limit` at a time (at least one), on the current
+/// task; results come back in the order of the items.
+pub async fn bounded<I, T, F, Fut>(items: I, limit: usize, step: F) -> Vec<T>
+where
+    I: IntoIterator,
+    F: Fn(I::Item) -> Fut,
+    Fut: Future<Output = T>,
+{
+    let permits = Semaphore::new(limit.max(1));
+    let runs = items.into_iter().map(|item| {
+        let run = step(item);
         let permits = &permits;
         async move {
-            let result = match permits.acquire().await {
-                Ok(_permit) => run.await,
-                Err(_) => Err(Error::Cancelled),
-            };
-            HostOutcome { host, result }
+            // The semaphore is never closed, so acquiring only waits.
+            let _permit = permits.acquire().await;
+            run.await
         }
     });
     futures_util::future::join_all(runs).await

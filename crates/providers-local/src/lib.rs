@@ -1,1 +1,36 @@
-//! placeholder
+//! gate-providers-local: the `local` provider, gate's embedded default.
+//!
+//! Each host is a directory on this machine, `<root>/<run id>/<name>-N/` (root defaults to
+//! the system temp dir, so the state dir stays small). Commands run there through gate-core's
+//! local transport with the directory as `HOME`; cleanup removes the directories. Nothing
+//! needs root, a network or a cloud.
+//!
+//! ```toml
+//! [provider]
+//! backend = "local"
+//! hosts = 3
+//! setup = "mkdir -p etc logs"   # optional: runs in each new host, like cloud-init user data
+//! ```
+#![deny(missing_docs)]
+
+mod config;
+mod provider;
+
+pub use config::LocalConfig;
+pub use provider::LocalProvider;
+
+use std::sync::Arc;
+
+use gate_core::Registry;
+
+/// The registry name of the provider.
+pub const NAME: &str = "local";
+
+/// Registers the `local` provider.
+pub fn register(registry: &mut Registry) {
+    registry.add_provider(
+        NAME,
+        |config| Ok(Arc::new(LocalProvider::from_config(config)?)),
+        |config| Ok(Arc::new(LocalProvider::from_config(config)?)),
+    );
+}
