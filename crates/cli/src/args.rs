@@ -1,0 +1,141 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use gate_core::Stage;
+
+/// gate runs CI gating pipelines for OpenStack deployments: allocate hosts, prepare them,
+/// deploy, test, upgrade, publish, archive — and always give every resource back.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gate",
+    version,
+    after_help = "Examples:\n  gate init                          write a commented gate.toml\n  gate plan                          show what would run\n  gate run                           run every stage (archive and cleanup always run)\n  gate run --keep                    keep the hosts for debugging; free them with `gate cleanup`\n  gate run --to deploy               stop after deploy (hosts stay)\n  gate stage deploy                  one stage in this process (e.g. a CI job per stage)\n  gate cleanup                       free everything the run's ledger holds\n\nExit codes: 0 success, 1 the product failed (deploy, test, upgrade), 2 bad usage or config,\n3 infrastructure failed or cleanup left resources, 130/143 interrupted (after cleanup)."
+)]
+pub struct Cli {
+    /// More output: -v shows command output as it streams, -vv debug logs.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the pipeline: the selected stages in order; archive and cleanup run after a
+    /// failure or an interrupt too.
+    Run(RunArgs),
+    /// Run one stage in this process, from the state dir (for a CI job per stage).
+    Stage(StageArgs),
+    /// Delete everything in the run's ledger (idempotent).
+    Cleanup(CleanupArgs),
+    /// Show the resolved config and the stages and backends that would run. No side effects.
+    Plan(ConfigArgs),
+    /// Show the state dir: the run, its stages, hosts and live resources.
+    Status(StatusArgs),
+    /// Write a commented example config.
+    Init(InitArgs),
+    /// List every registered backend by role.
+    Providers,
+}
+
+/// Where the config comes from.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// The config file. Default: gate.toml, else the embedded local example.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override a config value, e.g. --set provider.hosts=5 (repeatable). Values stay
+    /// strings until the setting's type parses them. Environment: GATE__SECTION__KEY=value.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+}
+
+/// `gate run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Where the config comes from.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Start at this stage (continues the recorded run unless it is allocate).
+    #[arg(long, value_name = "STAGE")]
+    pub from: Option<Stage>,
+    /// Stop after this stage.
+    #[arg(long, value_name = "STAGE")]
+    pub to: Option<Stage>,
+    /// Leave out these stages.
+    #[arg(long, value_name = "STAGE", num_args = 1..)]
+    pub skip: Vec<Stage>,
+    /// Run only these stages.
+    #[arg(long, value_name = "STAGE", num_args = 1.., conflicts_with_all = ["from", "to"])]
+    pub only: Vec<Stage>,
+    /// Keep the hosts (skip cleanup) for debugging; `gate cleanup` frees them later.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// `gate stage`.
+#[derive(Debug, Clone, Args)]
+pub struct StageArgs {
+    /// The stage: allocate, connect, validate, prepare-hosts, prepare-deployment, deploy,
+    /// test, upgrade, publish, archive or cleanup.
+    pub stage: Stage,
+    /// Where the config comes from.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Accept a config that differs from the one the run started with.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `gate cleanup`.
+#[derive(Debug, Clone, Args)]
+pub struct CleanupArgs {
+    /// Where the config comes from.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Accept a config that differs from the one the run started with.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `gate status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Where the config comes from.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The state dir to read (default: the config's `run.state_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `gate init`.
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Where to write it.
+    #[arg(default_value = "gate.toml")]
+    pub path: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl RunArgs {
+    /// The stages selected by --from, --to, --skip and --only, in run order.
+    pub fn stages(&self) -> Vec<Stage> {
+        Stage::ALL
+            .into_iter()
+            .filter(|s| self.only.is_empty() || self.only.contains(s))
+            .filter(|s| self.from.is_none_or(|from| *s >= from))
+            .filter(|s| self.to.is_none_or(|to| *s <= to))
+            .filter(|s| !self.skip.contains(s))
+            .collect()
+    }
+}

@@ -1,0 +1,73 @@
+//! From config to backends: every section built through the registry.
+
+use std::sync::Arc;
+
+use gate_core::transport::Connectors;
+use gate_core::{Backend, BackendConfig, Backends, CleanerLookup, Registry, Result};
+
+use crate::config::GateConfig;
+
+/// A registry with gate's built-in backends plus `extra` registrations (a downstream
+/// binary's own backends).
+pub fn registry(extra: &[fn(&mut Registry)]) -> Registry {
+    let mut registry = Registry::new();
+    gate_providers_local::register(&mut registry);
+    gate_deployers_script::register(&mut registry);
+    gate_testers::register(&mut registry);
+    for register in extra {
+        register(&mut registry);
+    }
+    registry
+}
+
+/// Builds every configured backend. Factories have no side effects, so this is also what
+/// `gate plan` uses to check a config.
+pub fn backends(config: &GateConfig, registry: &Arc<Registry>) -> Result<Backends> {
+    let section = |name: &str| config.sections.get(name);
+    fn build<T: ?Sized>(
+        section: Option<&BackendConfig>,
+        f: impl Fn(&BackendConfig) -> Result<Arc<T>>,
+    ) -> Result<Option<Backend<T>>> {
+        section
+            .map(|s| f(s).map(|imp| Backend::new(s.backend(), imp)))
+            .transpose()
+    }
+    let mut connectors = Connectors::default();
+    for name in registry.transport_names() {
+        let empty = BackendConfig::empty(&config.source, format!("transport.{name}"), &name);
+        connectors.insert(name.clone(), registry.transport(&empty)?);
+    }
+    let backends = Backends {
+        allocator: build(section("provider"), |s| registry.allocator(s))?,
+        agent: build(section("agent"), |s| registry.agent(s))?,
+        validator: build(section("validator"), |s| registry.validator(s))?,
+        preparer: build(section("preparer"), |s| registry.preparer(s))?,
+        deployer: build(section("deployer"), |s| registry.deployer(s))?,
+        tester: build(section("tester"), |s| registry.tester(s))?,
+        publisher: build(section("publisher"), |s| registry.publisher(s))?,
+        archiver: build(section("archiver"), |s| registry.archiver(s))?,
+        cleaners: cleaner_lookup(config, registry),
+        connector: Arc::new(connectors),
+    };
+    // The provider's cleaner must build too, or cleanup would fail only at the end.
+    if let Some(provider) = section("provider")
+        && registry.has_cleaner(provider.backend())
+    {
+        registry.cleaner(provider)?;
+    }
+    Ok(backends)
+}
+
+/// Cleaners by backend name: built from the config section that selects that backend,
+/// else from an empty section (ledger entries carry everything needed to find them).
+fn cleaner_lookup(config: &GateConfig, registry: &Arc<Registry>) -> CleanerLookup {
+    let config = config.clone();
+    let registry = registry.clone();
+    Arc::new(move |backend: &str| {
+        let section = config
+            .section_for_backend(backend)
+            .cloned()
+            .unwrap_or_else(|| BackendConfig::empty(&config.source, "cleanup", backend));
+        registry.cleaner(&section)
+    })
+}
