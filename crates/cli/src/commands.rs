@@ -59,7 +59,12 @@ struct Loaded {
     pipeline: Pipeline,
 }
 
-fn load(args: &ConfigArgs, registry: &Arc<Registry>, keep: bool, verbose: u8) -> Result<Loaded, Failure> {
+fn load(
+    args: &ConfigArgs,
+    registry: &Arc<Registry>,
+    keep: bool,
+    verbose: u8,
+) -> Result<Loaded, Failure> {
     let config = GateConfig::load(args).map_err(Failure::usage)?;
     let backends = wiring::backends(&config, registry).map_err(Failure::usage)?;
     let events: Arc<dyn EventSink> = Arc::new(PlainEvents::new(verbose > 0));
@@ -126,7 +131,11 @@ async fn execute(loaded: &Loaded, stages: &[Stage]) -> Outcome {
         summary.exit_code,
         stage_table(run)
     );
-    for cause in run.causes.iter().filter(|c| stages.iter().any(|s| Some(*s) == c.stage)) {
+    for cause in run
+        .causes
+        .iter()
+        .filter(|c| stages.iter().any(|s| Some(*s) == c.stage))
+    {
         eprintln!(
             "  {}: {}",
             cause.stage.map(|s| s.name()).unwrap_or("run"),
@@ -146,7 +155,9 @@ pub async fn run(args: &RunArgs, registry: &Arc<Registry>, verbose: u8) -> Outco
     let loaded = load(&args.config, registry, args.keep, verbose)?;
     let stages = args.stages();
     if stages.is_empty() {
-        return Err(Failure::usage("the stage selection is empty: check --from, --to, --skip and --only"));
+        return Err(Failure::usage(
+            "the stage selection is empty: check --from, --to, --skip and --only",
+        ));
     }
     if !stages.contains(&Stage::Allocate)
         && let Ok(Some(run)) = loaded.pipeline.state.load_run()
@@ -172,7 +183,9 @@ pub async fn cleanup(args: &CleanupArgs, registry: &Arc<Registry>, verbose: u8) 
     let loaded = load(&args.config, registry, false, verbose)?;
     let state = &loaded.pipeline.state;
     let run = state.load_run().map_err(Failure::from_core)?;
-    let live = Replay::read(&state.ledger()).map_err(Failure::from_core)?.live();
+    let live = Replay::read(&state.ledger())
+        .map_err(Failure::from_core)?
+        .live();
     let Some(run) = run else {
         if live.is_empty() {
             eprintln!("nothing to clean up in {}", state.root().display());
@@ -192,7 +205,11 @@ pub async fn cleanup(args: &CleanupArgs, registry: &Arc<Registry>, verbose: u8) 
 pub fn plan(args: &ConfigArgs, registry: &Arc<Registry>) -> Outcome {
     let loaded = load(args, registry, false, 0)?;
     let config = &loaded.config;
-    println!("config: {} (digest {})", config.source, short(&config.digest));
+    println!(
+        "config: {} (digest {})",
+        config.source,
+        short(&config.digest)
+    );
     println!("state dir: {}", config.run.state_dir.display());
     println!("artifacts: {}", config.run.artifacts_dir.display());
     println!("\nstages:");
@@ -211,10 +228,12 @@ pub fn plan(args: &ConfigArgs, registry: &Arc<Registry>) -> Outcome {
 pub fn status(args: &StatusArgs) -> Outcome {
     let state_dir = match &args.state_dir {
         Some(dir) => dir.clone(),
-        None => GateConfig::load(&args.config)
-            .map_err(Failure::usage)?
-            .run
-            .state_dir,
+        None => {
+            GateConfig::load(&args.config)
+                .map_err(Failure::usage)?
+                .run
+                .state_dir
+        }
     };
     let state = StateDir::new(&state_dir);
     let run = state.load_run().map_err(Failure::from_core)?;
@@ -232,19 +251,28 @@ pub fn status(args: &StatusArgs) -> Outcome {
             })).collect::<Vec<_>>(),
             "ledger_warnings": replay.warnings,
         });
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
         return Ok(exit::OK);
     }
     let Some(run) = run else {
         println!("no run recorded in {}", state_dir.display());
         return Ok(exit::OK);
     };
-    println!("run {} (started {}, exit {})", run.run_id, run.started_at, run.exit_code);
+    println!(
+        "run {} (started {}, exit {})",
+        run.run_id, run.started_at, run.exit_code
+    );
     print!("{}", stage_table(&run));
     if let Some(inventory) = inventory {
         println!("hosts:");
         for host in inventory.hosts() {
-            println!("  {:<28} {}@{} via {}", host.name, host.user, host.address, host.transport);
+            println!(
+                "  {:<28} {}@{} via {}",
+                host.name, host.user, host.address, host.transport
+            );
         }
     }
     println!("live resources: {}", live.len());
@@ -284,7 +312,14 @@ pub fn init(args: &InitArgs) -> Outcome {
 /// `gate providers`.
 pub fn providers(registry: &Registry) -> Outcome {
     for (role, names) in registry.roles() {
-        println!("{role:<12} {}", if names.is_empty() { "-".into() } else { names.join(", ") });
+        println!(
+            "{role:<12} {}",
+            if names.is_empty() {
+                "-".into()
+            } else {
+                names.join(", ")
+            }
+        );
     }
     Ok(exit::OK)
 }

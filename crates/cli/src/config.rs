@@ -128,15 +128,16 @@ impl GateConfig {
             )));
         }
 
-        let run_value = table
-            .get("run")
-            .cloned()
-            .unwrap_or_else(|| config::Value::new(None, config::Map::<String, config::Value>::new()));
+        let run_value = table.get("run").cloned().unwrap_or_else(|| {
+            config::Value::new(None, config::Map::<String, config::Value>::new())
+        });
         let run: RunConfig = BackendConfig::new(source, "run", "", run_value)
             .parse()
             .map_err(|e| ConfigError(e.to_string()))?;
         if run.concurrency == 0 {
-            return Err(ConfigError(format!("{source}: [run] concurrency: must be at least 1")));
+            return Err(ConfigError(format!(
+                "{source}: [run] concurrency: must be at least 1"
+            )));
         }
 
         let mut sections = BTreeMap::new();
@@ -184,13 +185,13 @@ fn backend_section(
     value: config::Value,
     default: Option<&str>,
 ) -> Result<BackendConfig, ConfigError> {
-    let mut table = value.into_table().map_err(|_| {
-        ConfigError(format!("{source}: [{name}]: must be a table"))
-    })?;
+    let mut table = value
+        .into_table()
+        .map_err(|_| ConfigError(format!("{source}: [{name}]: must be a table")))?;
     let backend = match table.remove("backend") {
-        Some(value) => value.into_string().map_err(|_| {
-            ConfigError(format!("{source}: [{name}] backend: must be a string"))
-        })?,
+        Some(value) => value
+            .into_string()
+            .map_err(|_| ConfigError(format!("{source}: [{name}] backend: must be a string")))?,
         None => match default {
             Some(default) => default.to_owned(),
             None => {
@@ -230,11 +231,16 @@ mod tests {
         let cases = [
             ("[provder]\nhosts = 1", "t.toml: [provder]: unknown section"),
             ("[run]\nstate = 1", "t.toml: [run]"),
-            ("[deployer]\nprepare = []", "t.toml: [deployer] backend: missing"),
+            (
+                "[deployer]\nprepare = []",
+                "t.toml: [deployer] backend: missing",
+            ),
             ("[provider]\nhosts = [", "t.toml"),
         ];
         for (text, expected) in cases {
-            let err = GateConfig::from_text("t.toml", text, &[]).unwrap_err().to_string();
+            let err = GateConfig::from_text("t.toml", text, &[])
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expected), "{text}: {err}");
         }
         let err = GateConfig::from_text("t.toml", "", &["novalue".into()]).unwrap_err();
@@ -243,11 +249,26 @@ mod tests {
 
     #[test]
     fn digest_ignores_secret_values_and_masks_them() {
-        let a = GateConfig::from_text("t", "[deployer]\nbackend = \"script\"\nenv = { T = { secret = \"cfg-digest-one\" } }", &[]).unwrap();
-        let b = GateConfig::from_text("t", "[deployer]\nbackend = \"script\"\nenv = { T = { secret = \"cfg-digest-two\" } }", &[]).unwrap();
+        let a = GateConfig::from_text(
+            "t",
+            "[deployer]\nbackend = \"script\"\nenv = { T = { secret = \"cfg-digest-one\" } }",
+            &[],
+        )
+        .unwrap();
+        let b = GateConfig::from_text(
+            "t",
+            "[deployer]\nbackend = \"script\"\nenv = { T = { secret = \"cfg-digest-two\" } }",
+            &[],
+        )
+        .unwrap();
         assert_eq!(a.digest, b.digest);
         assert!(!a.redacted.to_string().contains("cfg-digest-one"));
-        let c = GateConfig::from_text("t", "[deployer]\nbackend = \"script\"\nenv = { T = \"plain\" }", &[]).unwrap();
+        let c = GateConfig::from_text(
+            "t",
+            "[deployer]\nbackend = \"script\"\nenv = { T = \"plain\" }",
+            &[],
+        )
+        .unwrap();
         assert_ne!(a.digest, c.digest);
     }
 

@@ -47,7 +47,10 @@ pub fn main_with(extra: &[fn(&mut Registry)]) -> ExitCode {
 pub fn run(cli: Cli, extra: &[fn(&mut Registry)]) -> i32 {
     output::init_tracing(cli.verbose);
     let registry = Arc::new(wiring::registry(extra));
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -72,7 +72,9 @@ impl Archiver for PlainArchiver {
                     report.bytes += bytes;
                 }
                 // Make sure the host is still answering after the copies.
-                transport.run(&crate::Command::new("true"), &hio.io()).await?;
+                transport
+                    .run(&crate::Command::new("true"), &hio.io())
+                    .await?;
                 Ok(report)
             })
             .await;

@@ -17,7 +17,11 @@ use crate::secret::{MASK, Secret};
 pub fn shell_quote(s: &str) -> Cow<'_, str> {
     let safe = !s.is_empty()
         && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b':' | b'=' | b'@' | b',' | b'+')
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'_' | b'.' | b'/' | b':' | b'=' | b'@' | b',' | b'+'
+                )
         });
     if safe {
         Cow::Borrowed(s)
@@ -98,7 +102,9 @@ impl Command {
     /// `bash -euo pipefail -c SCRIPT`: a script the user wrote as shell. Values for it go
     /// through [`Command::env`], never into the script text.
     pub fn script(script: impl Into<String>) -> Self {
-        Self::new("bash").args(["-euo", "pipefail", "-c"]).arg(script)
+        Self::new("bash")
+            .args(["-euo", "pipefail", "-c"])
+            .arg(script)
     }
 
     /// Adds one argument.

@@ -127,8 +127,15 @@ mod tests {
                 peak.fetch_max(now, Ordering::SeqCst);
                 let log = HostLog::detached(&t.host().name, None);
                 let cancel = CancellationToken::new();
-                let io = ExecIo { log: &log, cancel: &cancel };
-                let code = if t.host().name == "h3" { "exit 4" } else { "sleep 0.1" };
+                let io = ExecIo {
+                    log: &log,
+                    cancel: &cancel,
+                };
+                let code = if t.host().name == "h3" {
+                    "exit 4"
+                } else {
+                    "sleep 0.1"
+                };
                 let result = t.run(&Command::script(code), &io).await;
                 running.fetch_sub(1, Ordering::SeqCst);
                 result.map(|out| out.status)
@@ -140,6 +147,9 @@ mod tests {
         assert_eq!(names, ["h0", "h1", "h2", "h3", "h4", "h5"]);
         let err = all_ok(outcomes).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("1 of 6 hosts failed") && text.contains("host h3"), "{text}");
+        assert!(
+            text.contains("1 of 6 hosts failed") && text.contains("host h3"),
+            "{text}"
+        );
     }
 }

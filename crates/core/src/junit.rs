@@ -167,13 +167,31 @@ mod tests {
             "suite",
             &[
                 case("ok", CaseOutcome::Passed),
-                case("bad", CaseOutcome::Failed { message: "exit 1 <x>".into() }),
-                case("broken", CaseOutcome::Error { message: "no host".into() }),
+                case(
+                    "bad",
+                    CaseOutcome::Failed {
+                        message: "exit 1 <x>".into(),
+                    },
+                ),
+                case(
+                    "broken",
+                    CaseOutcome::Error {
+                        message: "no host".into(),
+                    },
+                ),
                 case("later", CaseOutcome::Skipped),
             ],
         )
         .unwrap();
-        assert_eq!((written.tests, written.failures, written.errors, written.skipped), (4, 1, 1, 1));
+        assert_eq!(
+            (
+                written.tests,
+                written.failures,
+                written.errors,
+                written.skipped
+            ),
+            (4, 1, 1, 1)
+        );
         let read = read_counts(&path).unwrap();
         assert_eq!(read, written);
     }
@@ -182,7 +200,11 @@ mod tests {
     fn garbage_and_non_junit_roots_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.xml");
-        for text in ["<html><body>502</body></html>", "<testsuite><testcase></testsuite>", "not xml"] {
+        for text in [
+            "<html><body>502</body></html>",
+            "<testsuite><testcase></testsuite>",
+            "not xml",
+        ] {
             std::fs::write(&path, text).unwrap();
             assert!(read_counts(&path).is_err(), "{text}");
         }

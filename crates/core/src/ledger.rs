@@ -342,10 +342,16 @@ impl Ledger {
             );
             match op {
                 Op::Intent => {}
-                Op::Created => events.emit(&Event::ResourceCreated { backend, kind, name }),
-                Op::Deleted | Op::Released => {
-                    events.emit(&Event::ResourceDeleted { backend, kind, name })
-                }
+                Op::Created => events.emit(&Event::ResourceCreated {
+                    backend,
+                    kind,
+                    name,
+                }),
+                Op::Deleted | Op::Released => events.emit(&Event::ResourceDeleted {
+                    backend,
+                    kind,
+                    name,
+                }),
             }
         }
         Ok(())

@@ -56,7 +56,7 @@ pub use secret::Secret;
 pub use stage::Stage;
 pub use state::{RunState, StageStatus, StateDir};
 pub use traits::{
-    AgentConnector, ArchiveReport, ArtifactPublisher, Archiver, Cleaned, Cleaner, Deployer,
+    AgentConnector, ArchiveReport, Archiver, ArtifactPublisher, Cleaned, Cleaner, Deployer,
     HostPreparer, HostValidator, Observed, ResourceAllocator, StageOutcome, SweepFilter,
     TestReport, Tester,
 };

@@ -33,10 +33,14 @@ pub struct LocalTransport {
 impl LocalTransport {
     /// A transport for `host`; its `home` must be set and exist.
     pub fn new(host: Host) -> Result<Self> {
-        let home = host.home.clone().map(PathBuf::from).ok_or_else(|| Error::Unreachable {
-            host: host.name.clone(),
-            message: "a local host needs a home directory".into(),
-        })?;
+        let home = host
+            .home
+            .clone()
+            .map(PathBuf::from)
+            .ok_or_else(|| Error::Unreachable {
+                host: host.name.clone(),
+                message: "a local host needs a home directory".into(),
+            })?;
         if !home.is_dir() {
             return Err(Error::Unreachable {
                 host: host.name.clone(),
@@ -136,12 +140,18 @@ impl Transport for LocalTransport {
         let status = child.wait().await.map_err(|e| self.spawn_error(cmd, e))?;
         // The command is done; anything it left running in its group goes with it.
         kill_group();
-        let status = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+        let status = match (
+            status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&status),
+        ) {
             (Some(code), _) => ExitStatus::Code(code),
             (None, Some(sig)) => ExitStatus::Signal(sig),
             (None, None) => ExitStatus::Code(-1),
         };
-        io.log.note(&format!("{status} after {:.1}s", started.elapsed().as_secs_f64()));
+        io.log.note(&format!(
+            "{status} after {:.1}s",
+            started.elapsed().as_secs_f64()
+        ));
         Ok(collector.finish(status, started.elapsed()))
     }
 
@@ -227,10 +237,12 @@ where
 }
 
 async fn blocking(f: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Backend {
-        backend: LOCAL.into(),
-        message: format!("copy task failed: {e}"),
-    })?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Backend {
+            backend: LOCAL.into(),
+            message: format!("copy task failed: {e}"),
+        })?
 }
 
 /// Copies the file, symlink or directory `from` to `to`, creating parents; symbolic links
@@ -297,9 +309,15 @@ mod tests {
         let log_path = dir.path().join("h1.log");
         let log = HostLog::open(&log_path, "h1", None).unwrap();
         let cancel = CancellationToken::new();
-        let io = ExecIo { log: &log, cancel: &cancel };
+        let io = ExecIo {
+            log: &log,
+            cancel: &cancel,
+        };
         let out = t
-            .exec(&Command::script("echo out; echo err >&2; pwd; exit 3").env("A", "b"), &io)
+            .exec(
+                &Command::script("echo out; echo err >&2; pwd; exit 3").env("A", "b"),
+                &io,
+            )
             .await
             .unwrap();
         assert_eq!(out.status, ExitStatus::Code(3));
@@ -319,7 +337,10 @@ mod tests {
         let t = transport(dir.path());
         let log = HostLog::detached("h1", None);
         let cancel = CancellationToken::new();
-        let io = ExecIo { log: &log, cancel: &cancel };
+        let io = ExecIo {
+            log: &log,
+            cancel: &cancel,
+        };
         let cmd = Command::script("sleep 30 & echo $! > child.pid; wait")
             .timeout(Duration::from_millis(500));
         let err = t.exec(&cmd, &io).await.unwrap_err();
@@ -343,8 +364,14 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(200)).await;
             trigger.cancel();
         });
-        let io = ExecIo { log: &log, cancel: &cancel };
-        let err = t.exec(&Command::new("sleep").arg("30"), &io).await.unwrap_err();
+        let io = ExecIo {
+            log: &log,
+            cancel: &cancel,
+        };
+        let err = t
+            .exec(&Command::new("sleep").arg("30"), &io)
+            .await
+            .unwrap_err();
         assert!(err.is_cancelled());
     }
 
@@ -359,16 +386,30 @@ mod tests {
         std::fs::write(src.join("sub/file.txt"), "hello").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", src.join("link")).unwrap();
         t.upload(&src, "up/src").await.unwrap();
-        assert_eq!(std::fs::read_to_string(home.join("up/src/sub/file.txt")).unwrap(), "hello");
+        assert_eq!(
+            std::fs::read_to_string(home.join("up/src/sub/file.txt")).unwrap(),
+            "hello"
+        );
         let back = dir.path().join("back");
         t.download("up/src", &back).await.unwrap();
-        assert!(std::fs::symlink_metadata(back.join("link")).unwrap().file_type().is_symlink());
+        assert!(
+            std::fs::symlink_metadata(back.join("link"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
 
         let mut tar = Vec::new();
         let log = HostLog::detached("h1", None);
         let cancel = CancellationToken::new();
-        let io = ExecIo { log: &log, cancel: &cancel };
+        let io = ExecIo {
+            log: &log,
+            cancel: &cancel,
+        };
         t.download_tree("up/src", &mut tar, &io).await.unwrap();
-        assert!(tar.windows(b"src/sub/file.txt".len()).any(|w| w == b"src/sub/file.txt"));
+        assert!(
+            tar.windows(b"src/sub/file.txt".len())
+                .any(|w| w == b"src/sub/file.txt")
+        );
     }
 }

@@ -114,7 +114,9 @@ pub struct RunId(String);
 
 /// A string that is not a valid [`RunId`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid run id `{0}`: it must start with `gate-`, use only a-z, 0-9 and `-`, and be at most 63 characters")]
+#[error(
+    "invalid run id `{0}`: it must start with `gate-`, use only a-z, 0-9 and `-`, and be at most 63 characters"
+)]
 pub struct InvalidRunId(pub String);
 
 impl RunId {
@@ -254,7 +256,12 @@ mod tests {
         assert!(long.as_str().len() <= RunId::MAX_LEN, "{long}");
         assert!(RunId::try_from(long.as_str().to_owned()).is_ok());
 
-        for bad in ["run-1", "gate-UPPER", "gate-a_b", &format!("gate-{}", "a".repeat(60))] {
+        for bad in [
+            "run-1",
+            "gate-UPPER",
+            "gate-a_b",
+            &format!("gate-{}", "a".repeat(60)),
+        ] {
             assert!(RunId::try_from(bad.to_owned()).is_err(), "{bad}");
         }
     }

@@ -20,7 +20,7 @@ use crate::state::{
     Cause, CauseKind, RunState, StageRecord, StageStatus, StateDir, exit_code, write_json,
 };
 use crate::traits::{
-    AgentConnector, ArtifactPublisher, Archiver, Deployer, HostPreparer, HostValidator,
+    AgentConnector, Archiver, ArtifactPublisher, Deployer, HostPreparer, HostValidator,
     ResourceAllocator, StageOutcome, TestReport, Tester,
 };
 use crate::transport::{Connector, Transport};
@@ -198,15 +198,17 @@ impl Pipeline {
         } else {
             self.state.load_run()?.ok_or_else(|| Error::State {
                 path: self.state.root().to_owned(),
-                message: "no run is recorded here; start one with `gate run` (or `gate stage allocate`)".into(),
+                message:
+                    "no run is recorded here; start one with `gate run` (or `gate stage allocate`)"
+                        .into(),
             })?
         };
         std::fs::create_dir_all(&self.artifacts_dir)
             .map_err(|e| Error::io("creating", &self.artifacts_dir, e))?;
         self.state.save_run(&run)?;
         tracing::info!(run_id = %run.run_id, "run started");
-        let ledger = Ledger::open(self.state.ledger(), run.run_id.clone())?
-            .with_events(self.events.clone());
+        let ledger =
+            Ledger::open(self.state.ledger(), run.run_id.clone())?.with_events(self.events.clone());
         let mut session = Session {
             inventory: self.state.load_inventory()?,
             transports: None,
@@ -243,8 +245,15 @@ impl Pipeline {
                 continue;
             }
             // Archive and cleanup must finish even after an interrupt: a fresh token.
-            self.run_stage(stage, &mut run, &ledger, &mut session, CancellationToken::new(), &mut causes)
-                .await;
+            self.run_stage(
+                stage,
+                &mut run,
+                &ledger,
+                &mut session,
+                CancellationToken::new(),
+                &mut causes,
+            )
+            .await;
         }
         if let Some(signal) = interrupt.signal() {
             causes.insert(
@@ -334,9 +343,11 @@ impl Pipeline {
                 );
                 (StageStatus::Failed, Some(message), Some(CauseKind::Product))
             }
-            Err(e) if e.is_cancelled() || cancel.is_cancelled() => {
-                (StageStatus::Cancelled, Some(format!("interrupted: {e}")), None)
-            }
+            Err(e) if e.is_cancelled() || cancel.is_cancelled() => (
+                StageStatus::Cancelled,
+                Some(format!("interrupted: {e}")),
+                None,
+            ),
             Err(e) => {
                 let kind = if e.is_infrastructure() {
                     CauseKind::Infrastructure
@@ -363,7 +374,11 @@ impl Pipeline {
             stage,
             status,
             duration_ms,
-            error: if status == StageStatus::Failed { message.clone() } else { None },
+            error: if status == StageStatus::Failed {
+                message.clone()
+            } else {
+                None
+            },
         });
         run.record(StageRecord {
             stage,
@@ -409,7 +424,12 @@ impl Pipeline {
                 let note = format!(
                     "{} host(s): {}",
                     inventory.len(),
-                    inventory.hosts().iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")
+                    inventory
+                        .hosts()
+                        .iter()
+                        .map(|h| h.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 session.inventory = Some(inventory);
                 session.transports = None;
@@ -426,7 +446,9 @@ impl Pipeline {
                 Ok(Done::Skipped("no hosts were allocated".into()))
             }
             _ => {
-                let cx = self.stage_context(stage, run_id, ledger, session, cancel).await?;
+                let cx = self
+                    .stage_context(stage, run_id, ledger, session, cancel)
+                    .await?;
                 let outcome = |o: StageOutcome| match o {
                     StageOutcome::Done => Done::Ok(None),
                     StageOutcome::Skipped(reason) => Done::Skipped(reason),
@@ -436,13 +458,62 @@ impl Pipeline {
                     message: "no backend configured".into(),
                 };
                 match stage {
-                    Stage::Connect => b.agent.as_ref().ok_or_else(missing)?.imp.connect(&cx).await.map(|()| Done::Ok(None)),
-                    Stage::Validate => b.validator.as_ref().ok_or_else(missing)?.imp.validate(&cx).await.map(|()| Done::Ok(None)),
-                    Stage::PrepareHosts => b.preparer.as_ref().ok_or_else(missing)?.imp.prepare(&cx).await.map(|()| Done::Ok(None)),
-                    Stage::PrepareDeployment => b.deployer.as_ref().ok_or_else(missing)?.imp.prepare_deployment(&cx).await.map(outcome),
-                    Stage::Deploy => b.deployer.as_ref().ok_or_else(missing)?.imp.deploy(&cx).await.map(outcome),
-                    Stage::Upgrade => b.deployer.as_ref().ok_or_else(missing)?.imp.upgrade(&cx).await.map(outcome),
-                    Stage::Publish => b.publisher.as_ref().ok_or_else(missing)?.imp.publish(&cx).await.map(|()| Done::Ok(None)),
+                    Stage::Connect => b
+                        .agent
+                        .as_ref()
+                        .ok_or_else(missing)?
+                        .imp
+                        .connect(&cx)
+                        .await
+                        .map(|()| Done::Ok(None)),
+                    Stage::Validate => b
+                        .validator
+                        .as_ref()
+                        .ok_or_else(missing)?
+                        .imp
+                        .validate(&cx)
+                        .await
+                        .map(|()| Done::Ok(None)),
+                    Stage::PrepareHosts => b
+                        .preparer
+                        .as_ref()
+                        .ok_or_else(missing)?
+                        .imp
+                        .prepare(&cx)
+                        .await
+                        .map(|()| Done::Ok(None)),
+                    Stage::PrepareDeployment => b
+                        .deployer
+                        .as_ref()
+                        .ok_or_else(missing)?
+                        .imp
+                        .prepare_deployment(&cx)
+                        .await
+                        .map(outcome),
+                    Stage::Deploy => b
+                        .deployer
+                        .as_ref()
+                        .ok_or_else(missing)?
+                        .imp
+                        .deploy(&cx)
+                        .await
+                        .map(outcome),
+                    Stage::Upgrade => b
+                        .deployer
+                        .as_ref()
+                        .ok_or_else(missing)?
+                        .imp
+                        .upgrade(&cx)
+                        .await
+                        .map(outcome),
+                    Stage::Publish => b
+                        .publisher
+                        .as_ref()
+                        .ok_or_else(missing)?
+                        .imp
+                        .publish(&cx)
+                        .await
+                        .map(|()| Done::Ok(None)),
                     Stage::Test => {
                         let report = b.tester.as_ref().ok_or_else(missing)?.imp.test(&cx).await?;
                         self.events.emit(&Event::TestCounts {
@@ -462,7 +533,13 @@ impl Pipeline {
                         }
                     }
                     Stage::Archive => {
-                        let report = b.archiver.as_ref().ok_or_else(missing)?.imp.archive(&cx).await?;
+                        let report = b
+                            .archiver
+                            .as_ref()
+                            .ok_or_else(missing)?
+                            .imp
+                            .archive(&cx)
+                            .await?;
                         let mut note = format!("{} files, {} bytes", report.files, report.bytes);
                         if !report.missing.is_empty() {
                             note.push_str(&format!("; missing: {}", report.missing.join(", ")));

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::traits::{
-    AgentConnector, ArtifactPublisher, Archiver, Cleaner, Deployer, HostPreparer, HostValidator,
+    AgentConnector, Archiver, ArtifactPublisher, Cleaner, Deployer, HostPreparer, HostValidator,
     ResourceAllocator, Tester,
 };
 use crate::transport::Connector;
@@ -74,7 +74,12 @@ impl BackendConfig {
                 key: String::new(),
                 message: e.to_string(),
             })?;
-        Ok(Self::new("<inline>", section, backend, config::Value::new(None, value)))
+        Ok(Self::new(
+            "<inline>",
+            section,
+            backend,
+            config::Value::new(None, value),
+        ))
     }
 
     /// The backend name the section selects.
@@ -222,9 +227,13 @@ impl Registry {
             archivers: Factories::new("archiver"),
             transports: Factories::new("transport"),
         };
-        registry.add_transport(crate::local::LOCAL, |_| Ok(Arc::new(crate::local::LocalConnector)));
+        registry.add_transport(crate::local::LOCAL, |_| {
+            Ok(Arc::new(crate::local::LocalConnector))
+        });
         registry.add_archiver(crate::archive::PLAIN, |config| {
-            Ok(Arc::new(crate::archive::PlainArchiver::new(config.parse()?)))
+            Ok(Arc::new(crate::archive::PlainArchiver::new(
+                config.parse()?,
+            )))
         });
         registry
     }
@@ -250,7 +259,8 @@ impl Registry {
         allocator: impl Fn(&BackendConfig) -> Result<Arc<dyn ResourceAllocator>> + Send + Sync + 'static,
         cleaner: impl Fn(&BackendConfig) -> Result<Arc<dyn Cleaner>> + Send + Sync + 'static,
     ) -> &mut Self {
-        self.add_allocator(name, allocator).add_cleaner(name, cleaner)
+        self.add_allocator(name, allocator)
+            .add_cleaner(name, cleaner)
     }
 
     /// Whether a cleaner is registered under `name`.

@@ -57,15 +57,9 @@ impl Serialize for Secret {
 #[serde(untagged)]
 enum SecretSource {
     Plain(String),
-    Inline {
-        secret: String,
-    },
-    Env {
-        env: String,
-    },
-    File {
-        file: std::path::PathBuf,
-    },
+    Inline { secret: String },
+    Env { env: String },
+    File { file: std::path::PathBuf },
 }
 
 impl<'de> Deserialize<'de> for Secret {

@@ -146,10 +146,12 @@ impl StateDir {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::State {
-            path: path.to_owned(),
-            message: format!("unreadable: {e}"),
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::State {
+                path: path.to_owned(),
+                message: format!("unreadable: {e}"),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io("reading", path, e)),
     }
@@ -337,10 +339,20 @@ mod tests {
         use CauseKind::*;
         assert_eq!(exit_code(&[]), 0);
         assert_eq!(exit_code(&[cause(Product, None)]), 1);
-        assert_eq!(exit_code(&[cause(Product, None), cause(Infrastructure, None)]), 3);
-        assert_eq!(exit_code(&[cause(Infrastructure, None), cause(Usage, None)]), 2);
         assert_eq!(
-            exit_code(&[cause(Product, None), cause(Interrupted, Some(15)), cause(Usage, None)]),
+            exit_code(&[cause(Product, None), cause(Infrastructure, None)]),
+            3
+        );
+        assert_eq!(
+            exit_code(&[cause(Infrastructure, None), cause(Usage, None)]),
+            2
+        );
+        assert_eq!(
+            exit_code(&[
+                cause(Product, None),
+                cause(Interrupted, Some(15)),
+                cause(Usage, None)
+            ]),
             143
         );
         assert_eq!(exit_code(&[cause(Interrupted, Some(2))]), 130);
@@ -381,7 +393,10 @@ mod tests {
         let order: Vec<_> = run.stages.iter().map(|r| (r.stage, r.status)).collect();
         assert_eq!(
             order,
-            [(Stage::Allocate, StageStatus::Passed), (Stage::Deploy, StageStatus::Passed)]
+            [
+                (Stage::Allocate, StageStatus::Passed),
+                (Stage::Deploy, StageStatus::Passed)
+            ]
         );
     }
 }

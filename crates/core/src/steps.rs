@@ -145,7 +145,12 @@ pub fn check_env_name(section: &BackendConfig, key: &str, name: &str) -> Result<
 /// The environment every step gets: `GATE_RUN_ID`, `GATE_STAGE`, `GATE_PRIMARY`,
 /// `GATE_HOSTS` (space-separated names), then `env` from the section.
 pub fn base_env(cx: &StageContext, env: &BTreeMap<String, EnvValue>) -> Vec<(String, EnvValue)> {
-    let names: Vec<&str> = cx.inventory.hosts().iter().map(|h| h.name.as_str()).collect();
+    let names: Vec<&str> = cx
+        .inventory
+        .hosts()
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
     let mut vars = vec![
         ("GATE_RUN_ID".to_owned(), EnvValue::from(cx.run_id.as_str())),
         ("GATE_STAGE".to_owned(), EnvValue::from(cx.stage.name())),
@@ -205,7 +210,10 @@ pub async fn run_step(
 
 /// `outcomes` with every non-zero exit turned into an [`Error::Command`] naming the host,
 /// the step and the tail of its output, ready for [`crate::all_ok`].
-pub fn require_success(outcomes: Vec<HostOutcome<ExecOutput>>, name: &str) -> Vec<HostOutcome<ExecOutput>> {
+pub fn require_success(
+    outcomes: Vec<HostOutcome<ExecOutput>>,
+    name: &str,
+) -> Vec<HostOutcome<ExecOutput>> {
     outcomes
         .into_iter()
         .map(|outcome| {

@@ -182,11 +182,19 @@ pub async fn allocate_then_cleanup_leaves_nothing(subject: &Subject) -> Inventor
         "cleanup left live ledger entries"
     );
 
-    let lines = scratch.ledger.replay().map(|r| r.entries.len()).unwrap_or(0);
+    let lines = scratch
+        .ledger
+        .replay()
+        .map(|r| r.entries.len())
+        .unwrap_or(0);
     cleanup_ledger(&scratch.ledger, &lookup)
         .await
         .unwrap_or_else(|e| panic!("a second cleanup failed: {e}"));
-    let lines_after = scratch.ledger.replay().map(|r| r.entries.len()).unwrap_or(0);
+    let lines_after = scratch
+        .ledger
+        .replay()
+        .map(|r| r.entries.len())
+        .unwrap_or(0);
     assert_eq!(lines, lines_after, "a second cleanup wrote to the ledger");
     inventory
 }
@@ -239,7 +247,9 @@ pub async fn cleanup_of_intent_only_entries_is_fine(subject: &Subject) {
         "cleanup by name and run id left resources behind: {left:?}"
     );
     assert!(
-        Replay::read(&crashed).map(|r| r.live().is_empty()).unwrap_or(false),
+        Replay::read(&crashed)
+            .map(|r| r.live().is_empty())
+            .unwrap_or(false),
         "intent-only entries are still live after cleanup"
     );
     // The real ledger's entries are gone too now; cleaning it must be harmless.

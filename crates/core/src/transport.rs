@@ -107,14 +107,17 @@ impl Connectors {
 #[async_trait]
 impl Connector for Connectors {
     async fn connect(&self, host: &Host, cancel: &CancellationToken) -> Result<Arc<dyn Transport>> {
-        let connector = self.by_name.get(&host.transport).ok_or_else(|| Error::Host {
-            host: host.name.clone(),
-            message: format!(
-                "no transport `{}` is registered (known: {})",
-                host.transport,
-                self.names().collect::<Vec<_>>().join(", ")
-            ),
-        })?;
+        let connector = self
+            .by_name
+            .get(&host.transport)
+            .ok_or_else(|| Error::Host {
+                host: host.name.clone(),
+                message: format!(
+                    "no transport `{}` is registered (known: {})",
+                    host.transport,
+                    self.names().collect::<Vec<_>>().join(", ")
+                ),
+            })?;
         connector.connect(host, cancel).await
     }
 }

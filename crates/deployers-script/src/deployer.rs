@@ -31,7 +31,12 @@ impl ScriptDeployer {
         Ok(Self { config })
     }
 
-    async fn run_steps(&self, cx: &StageContext, key: &str, steps: &[Step]) -> Result<StageOutcome> {
+    async fn run_steps(
+        &self,
+        cx: &StageContext,
+        key: &str,
+        steps: &[Step],
+    ) -> Result<StageOutcome> {
         if steps.is_empty() {
             return Ok(StageOutcome::Skipped(format!(
                 "no `{key}` steps are configured"
@@ -92,7 +97,10 @@ mod tests {
         let first = std::fs::read_to_string(stage.home(2).join("first")).unwrap();
         assert_eq!(first, "27.10 host-2 deploy\n");
         assert!(stage.home(1).join("second").exists());
-        assert!(!stage.home(2).join("second").exists(), "the second step is primary-only");
+        assert!(
+            !stage.home(2).join("second").exists(),
+            "the second step is primary-only"
+        );
         assert!(matches!(
             d.upgrade(&stage.cx).await.unwrap(),
             StageOutcome::Skipped(_)
@@ -141,9 +149,15 @@ mod tests {
         for (toml, key) in [
             ("[[deploy]]\nname = \"x\"", "[deployer] deploy[0]"),
             ("[[prepare]]\nrun = []", "[deployer] prepare[0].run"),
-            ("[[upgrade]]\nrun = [\"a\"]\nscript = \"b\"", "[deployer] upgrade[0]"),
+            (
+                "[[upgrade]]\nrun = [\"a\"]\nscript = \"b\"",
+                "[deployer] upgrade[0]",
+            ),
             ("env = { \"BAD-NAME\" = \"x\" }", "[deployer] env"),
-            ("[[deploy]]\nscript = \"x\"\nhosts = \"some\"", "[deployer] deploy[0].hosts"),
+            (
+                "[[deploy]]\nscript = \"x\"\nhosts = \"some\"",
+                "[deployer] deploy[0].hosts",
+            ),
         ] {
             let err = deployer(toml).unwrap_err().to_string();
             assert!(err.contains(key), "{toml}: {err}");

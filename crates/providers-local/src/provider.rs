@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use gate_core::ledger::ResourceSpec;
 use gate_core::local::{LOCAL, LocalTransport};
 use gate_core::{
-    AllocateContext, BackendConfig, Cleaned, Cleaner, Command, Error, ExecIo, Host, Inventory,
-    LiveResource, Observed, ResourceAllocator, Result, RunId, SweepFilter, TransportExt,
-    HostOutcome, all_ok, bounded,
+    AllocateContext, BackendConfig, Cleaned, Cleaner, Command, Error, ExecIo, Host, HostOutcome,
+    Inventory, LiveResource, Observed, ResourceAllocator, Result, RunId, SweepFilter, TransportExt,
+    all_ok, bounded,
 };
 
 use crate::NAME;
@@ -47,7 +47,9 @@ impl LocalProvider {
             if !ok {
                 return Err((
                     "name".into(),
-                    format!("`{name}` is not a usable host name (letters, digits, - _ . only; at most 48)"),
+                    format!(
+                        "`{name}` is not a usable host name (letters, digits, - _ . only; at most 48)"
+                    ),
                 ));
             }
         }
@@ -80,7 +82,9 @@ impl LocalProvider {
         cx.ledger.intent(&spec).await?;
         let home = run_dir.join(&name);
         std::fs::create_dir(&home).map_err(|e| Error::io("creating", &home, e))?;
-        cx.ledger.created(&spec, &home.display().to_string()).await?;
+        cx.ledger
+            .created(&spec, &home.display().to_string())
+            .await?;
         let host = Host {
             name: name.clone(),
             address: "localhost".into(),
@@ -123,8 +127,12 @@ impl ResourceAllocator for LocalProvider {
         }
         let root = self.absolute_root()?;
         let run_dir = root.join(cx.run_id.as_str());
-        let run_spec =
-            ResourceSpec::new(NAME, RUN_DIR, root.display().to_string(), cx.run_id.as_str());
+        let run_spec = ResourceSpec::new(
+            NAME,
+            RUN_DIR,
+            root.display().to_string(),
+            cx.run_id.as_str(),
+        );
         cx.ledger.intent(&run_spec).await?;
         std::fs::create_dir(&run_dir).map_err(|e| Error::io("creating", &run_dir, e))?;
         let marker = run_dir.join(MARKER);
@@ -267,7 +275,10 @@ impl Cleaner for LocalProvider {
                 continue;
             };
             if entry.file_name().to_str() != Some(run_id.as_str())
-                || filter.run_id.as_ref().is_some_and(|wanted| wanted != &run_id)
+                || filter
+                    .run_id
+                    .as_ref()
+                    .is_some_and(|wanted| wanted != &run_id)
             {
                 continue;
             }
@@ -297,8 +308,8 @@ impl Cleaner for LocalProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use gate_core::testkit::{self, Subject};
+    use std::sync::Arc;
 
     fn provider(root: &Path, hosts: usize, setup: Option<&str>) -> Arc<LocalProvider> {
         Arc::new(
@@ -323,7 +334,11 @@ mod tests {
     #[tokio::test]
     async fn local_passes_the_conformance_checks() {
         let root = tempfile::tempdir().unwrap();
-        let fast = subject(provider(root.path(), 3, Some("mkdir -p etc && echo ok > etc/setup")));
+        let fast = subject(provider(
+            root.path(),
+            3,
+            Some("mkdir -p etc && echo ok > etc/setup"),
+        ));
         let inventory = testkit::allocate_then_cleanup_leaves_nothing(&fast).await;
         assert_eq!(inventory.len(), 3);
         assert!(inventory.primary().name.ends_with("-1"));
@@ -340,13 +355,19 @@ mod tests {
     #[tokio::test]
     async fn bad_config_names_the_key() {
         let section = BackendConfig::from_toml("provider", NAME, "hosts = 0").unwrap();
-        let err = LocalProvider::from_config(&section).unwrap_err().to_string();
+        let err = LocalProvider::from_config(&section)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("[provider] hosts"), "{err}");
         let section = BackendConfig::from_toml("provider", NAME, "hostz = 2").unwrap();
-        let err = LocalProvider::from_config(&section).unwrap_err().to_string();
+        let err = LocalProvider::from_config(&section)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `hostz`"), "{err}");
         let section = BackendConfig::from_toml("provider", NAME, "name = \"../x\"").unwrap();
-        let err = LocalProvider::from_config(&section).unwrap_err().to_string();
+        let err = LocalProvider::from_config(&section)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("[provider] name"), "{err}");
     }
 
@@ -359,7 +380,10 @@ mod tests {
             id: Some("/etc/passwd".into()),
         };
         let root = tempfile::tempdir().unwrap();
-        let err = provider(root.path(), 1, None).clean(&outside).await.unwrap_err();
+        let err = provider(root.path(), 1, None)
+            .clean(&outside)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("refusing"), "{err}");
         assert!(Path::new("/etc/passwd").exists());
     }

@@ -74,7 +74,10 @@ impl CommandTester {
             .collect();
         files.sort();
         for file in files {
-            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let target = cx.results_dir().join(format!("{host}-{name}"));
             match read_counts(&file) {
                 Ok(counts) => {
@@ -84,7 +87,9 @@ impl CommandTester {
                         ..counts
                     });
                 }
-                Err(e) => cases.push(self.error_case(&host, format!("collect {remote}/{name}"), &e)),
+                Err(e) => {
+                    cases.push(self.error_case(&host, format!("collect {remote}/{name}"), &e))
+                }
             }
         }
         std::fs::remove_dir_all(&staging).map_err(|e| Error::io("removing", &staging, e))?;
@@ -200,8 +205,16 @@ mod tests {
         assert_eq!((report.tests, report.failures, report.errors), (3, 1, 0));
         let xml = std::fs::read_to_string(stage.cx.results_dir().join("smoke.xml")).unwrap();
         assert!(xml.contains(r#"classname="smoke.host-1""#), "{xml}");
-        assert!(xml.contains("looking on host-1"), "the failure carries its output: {xml}");
-        assert_eq!(read_counts(&stage.cx.results_dir().join("smoke.xml")).unwrap().tests, 3);
+        assert!(
+            xml.contains("looking on host-1"),
+            "the failure carries its output: {xml}"
+        );
+        assert_eq!(
+            read_counts(&stage.cx.results_dir().join("smoke.xml"))
+                .unwrap()
+                .tests,
+            3
+        );
     }
 
     #[tokio::test]
@@ -260,9 +273,15 @@ mod tests {
     fn config_errors_name_the_key() {
         for (toml, key) in [
             ("", "[tester] tests"),
-            ("suite = \"a/b\"\n[[tests]]\nrun = [\"x\"]", "[tester] suite"),
+            (
+                "suite = \"a/b\"\n[[tests]]\nrun = [\"x\"]",
+                "[tester] suite",
+            ),
             ("[[tests]]\nname = \"x\"", "[tester] tests[0]"),
-            ("timeout_secs = \"soon\"\n[[tests]]\nrun = [\"x\"]", "[tester] timeout_secs"),
+            (
+                "timeout_secs = \"soon\"\n[[tests]]\nrun = [\"x\"]",
+                "[tester] timeout_secs",
+            ),
         ] {
             let err = tester(toml).unwrap_err().to_string();
             assert!(err.contains(key), "{toml}: {err}");
