@@ -28,7 +28,11 @@ pub fn gate_binary() -> PathBuf {
         .and_then(Path::parent)
         .expect("test binaries live in target/<profile>/deps");
     let bin = profile_dir.join("gate-e2e");
-    assert!(bin.exists(), "{} is missing: run the tests with cargo", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with cargo",
+        bin.display()
+    );
     bin
 }
 
@@ -46,7 +50,10 @@ impl Default for Workspace {
 
 impl Workspace {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("gate-e2e").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("gate-e2e")
+            .tempdir()
+            .unwrap();
         std::fs::create_dir(dir.path().join("tmp")).unwrap();
         Self { dir }
     }
@@ -125,11 +132,12 @@ impl Workspace {
 
     /// What the `local` provider really has for `run_id` in this workspace.
     pub fn observe(&self, run_id: &RunId) -> Vec<Observed> {
-        let provider = gate_providers_local::LocalProvider::new(gate_providers_local::LocalConfig {
-            root: Some(self.tmp()),
-            ..Default::default()
-        })
-        .unwrap();
+        let provider =
+            gate_providers_local::LocalProvider::new(gate_providers_local::LocalConfig {
+                root: Some(self.tmp()),
+                ..Default::default()
+            })
+            .unwrap();
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()

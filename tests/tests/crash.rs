@@ -43,9 +43,20 @@ fn crashed_run(point: &str) -> Workspace {
 fn cleanup_leaves_nothing(ws: &Workspace, point: &str) {
     let out = ws.run(&["cleanup", "-c", "gate.toml"]);
     assert_eq!(out.status.code(), Some(0), "{point}: {}", text(&out));
-    assert!(ws.observe(&ws.run_id()).is_empty(), "{point}: observe finds leftovers");
-    assert!(ws.leftovers().is_empty(), "{point}: left {:?}", ws.leftovers());
-    assert!(ws.live().is_empty(), "{point}: live entries {:?}", ws.live());
+    assert!(
+        ws.observe(&ws.run_id()).is_empty(),
+        "{point}: observe finds leftovers"
+    );
+    assert!(
+        ws.leftovers().is_empty(),
+        "{point}: left {:?}",
+        ws.leftovers()
+    );
+    assert!(
+        ws.live().is_empty(),
+        "{point}: live entries {:?}",
+        ws.live()
+    );
 }
 
 #[test]
@@ -64,7 +75,11 @@ fn kill_9_after_every_ledger_line_then_cleanup_leaves_nothing() {
         let point = format!("line:{k}");
         let ws = crashed_run(&point);
         let ledger = std::fs::read_to_string(ws.state().join("resources.jsonl")).unwrap();
-        assert_eq!(ledger.lines().count(), k, "{point}: the crash came at the wrong line");
+        assert_eq!(
+            ledger.lines().count(),
+            k,
+            "{point}: the crash came at the wrong line"
+        );
         cleanup_leaves_nothing(&ws, &point);
     }
 }

@@ -4,6 +4,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use gate_tests::{Workspace, text};
@@ -58,11 +59,19 @@ fn a_failing_deploy_exits_1_after_archive_and_cleanup() {
     assert_eq!(ws.stage_status("cleanup"), "passed");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let primary = format!("{}-1", ws.run_id());
-    assert!(stderr.contains(&format!("host {primary}")), "the failure names the host: {stderr}");
-    assert!(stderr.contains("the playbook broke"), "the failure shows the output tail: {stderr}");
+    assert!(
+        stderr.contains(&format!("host {primary}")),
+        "the failure names the host: {stderr}"
+    );
+    assert!(
+        stderr.contains("the playbook broke"),
+        "the failure shows the output tail: {stderr}"
+    );
     // archive ran: each host's logs made it out before cleanup removed the hosts
     for n in 1..=2 {
-        let log = ws.artifacts().join(format!("{}-{n}/logs/deploy.log", ws.run_id()));
+        let log = ws
+            .artifacts()
+            .join(format!("{}-{n}/logs/deploy.log", ws.run_id()));
         assert!(log.exists(), "{} missing", log.display());
     }
     let causes = &ws.run_json()["causes"];
@@ -94,7 +103,7 @@ fn wait_for(path: impl Fn() -> Option<PathBuf>) -> PathBuf {
         if let Some(found) = path() {
             return found;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for the deploy to start");
+        assert!(Instant::now() < deadline, "timed out after 30 s");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -112,7 +121,12 @@ fn started_marker(ws: &Workspace) -> Option<PathBuf> {
 fn interrupted_during_deploy(signal: nix::sys::signal::Signal, expected: i32) {
     let ws = Workspace::new();
     ws.config(&pipeline("echo $$ > deploy.pid; touch started; sleep 60"));
-    let mut child = ws.gate().args(["run", "-c", "gate.toml"]).spawn().unwrap();
+    let mut child = ws
+        .gate()
+        .args(["run", "-c", "gate.toml"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let marker = wait_for(|| started_marker(&ws));
     let pid: i32 = std::fs::read_to_string(marker.with_file_name("deploy.pid"))
         .unwrap()
@@ -147,15 +161,30 @@ fn sigint_during_deploy_cleans_up_and_exits_130() {
 #[test]
 fn kill_9_during_deploy_then_gate_cleanup_leaves_nothing() {
     let ws = Workspace::new();
-    ws.config(&pipeline("touch started; sleep 60"));
-    let mut child = ws.gate().args(["run", "-c", "gate.toml"]).spawn().unwrap();
-    wait_for(|| started_marker(&ws));
+    ws.config(&pipeline("echo $$ > deploy.pid; touch started; sleep 60"));
+    let mut child = ws
+        .gate()
+        .args(["run", "-c", "gate.toml"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let marker = wait_for(|| started_marker(&ws));
+    let pid = std::fs::read_to_string(marker.with_file_name("deploy.pid")).unwrap();
     child.kill().unwrap();
     assert_eq!(child.wait().unwrap().signal(), Some(9));
-    assert!(!ws.live().is_empty(), "the crash should have left live resources");
+    assert!(
+        !ws.live().is_empty(),
+        "the crash should have left live resources"
+    );
+    let script = format!("/proc/{}", pid.trim());
+    assert!(
+        std::path::Path::new(&script).exists(),
+        "the deploy script runs in its own process group and should outlive gate's kill -9"
+    );
     let out = ws.run(&["cleanup", "-c", "gate.toml"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_nothing_left(&ws);
+    wait_for(|| (!std::path::Path::new(&script).exists()).then(PathBuf::new));
 }
 
 const SENTINEL: &str = "sentinel-inline-7f3a9c";
@@ -199,26 +228,42 @@ paths = ["logs"]
         .env("GATE_TEST_SECRET", ENV_SENTINEL)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "the failing test fails the run: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the failing test fails the run: {}",
+        text(&out)
+    );
     let shown = text(&out);
-    assert!(shown.contains("token=*** env=***"), "streamed output is masked: {shown}");
+    assert!(
+        shown.contains("token=*** env=***"),
+        "streamed output is masked: {shown}"
+    );
     let mut checked = 0;
     for root in [ws.state(), ws.artifacts()] {
         for file in Workspace::files_under(&root) {
             let bytes = std::fs::read(root.join(&file)).unwrap();
             let content = String::from_utf8_lossy(&bytes);
             for secret in [SENTINEL, ENV_SENTINEL] {
-                assert!(!content.contains(secret), "{} holds a secret in clear", file.display());
+                assert!(
+                    !content.contains(secret),
+                    "{} holds a secret in clear",
+                    file.display()
+                );
             }
             checked += 1;
         }
     }
     for secret in [SENTINEL, ENV_SENTINEL] {
-        assert!(!shown.contains(secret), "stdout/stderr hold a secret: {shown}");
+        assert!(
+            !shown.contains(secret),
+            "stdout/stderr hold a secret: {shown}"
+        );
     }
     assert!(checked > 10, "too few files checked: {checked}");
     let archived = std::fs::read_to_string(
-        ws.artifacts().join(format!("{}-1/logs/secret.txt", ws.run_id())),
+        ws.artifacts()
+            .join(format!("{}-1/logs/secret.txt", ws.run_id())),
     )
     .unwrap();
     assert_eq!(archived, "file token=*** env=***\n");
@@ -229,16 +274,47 @@ paths = ["logs"]
 #[test]
 fn bad_config_exits_2_naming_the_file_and_key() {
     let cases: &[(&str, &[&str], &[&str])] = &[
-        ("[provider]\nbackend = \"local\"\nhostz = 3\n", &[], &["gate.toml: [provider]", "unknown field `hostz`"]),
-        ("[provider]\nhosts = \"many\"\n", &[], &["gate.toml: [provider] hosts"]),
-        ("[provider]\nbackend = \"nope\"\n", &[], &["gate.toml: [provider] backend: unknown provider `nope`", "known: local"]),
-        ("[deployer]\nbackend = \"script\"\ntimeout_secs = \"soon\"\n", &[], &["gate.toml: [deployer] timeout_secs"]),
-        ("[deployer]\nbackend = \"script\"\n[[deployer.deploy]]\nname = \"x\"\n", &[], &["gate.toml: [deployer] deploy[0]", "needs `run` or `script`"]),
-        ("[provder]\nhosts = 1\n", &[], &["gate.toml: [provder]: unknown section"]),
+        (
+            "[provider]\nbackend = \"local\"\nhostz = 3\n",
+            &[],
+            &["gate.toml: [provider]", "unknown field `hostz`"],
+        ),
+        (
+            "[provider]\nhosts = \"many\"\n",
+            &[],
+            &["gate.toml: [provider] hosts"],
+        ),
+        (
+            "[provider]\nbackend = \"nope\"\n",
+            &[],
+            &[
+                "gate.toml: [provider] backend: unknown provider `nope`",
+                "known: local",
+            ],
+        ),
+        (
+            "[deployer]\nbackend = \"script\"\ntimeout_secs = \"soon\"\n",
+            &[],
+            &["gate.toml: [deployer] timeout_secs"],
+        ),
+        (
+            "[deployer]\nbackend = \"script\"\n[[deployer.deploy]]\nname = \"x\"\n",
+            &[],
+            &["gate.toml: [deployer] deploy[0]", "needs `run` or `script`"],
+        ),
+        (
+            "[provder]\nhosts = 1\n",
+            &[],
+            &["gate.toml: [provder]: unknown section"],
+        ),
         ("[provider]\nhosts = [\n", &[], &["gate.toml"]),
         ("", &["--set", "provider.hosts"], &["KEY=VALUE"]),
         ("", &["--set", "provider.hosts=lots"], &["[provider] hosts"]),
-        ("[run]\nconcurrency = 0\n", &[], &["gate.toml: [run] concurrency"]),
+        (
+            "[run]\nconcurrency = 0\n",
+            &[],
+            &["gate.toml: [run] concurrency"],
+        ),
     ];
     for (toml, extra, expected) in cases {
         let ws = Workspace::new();
@@ -248,14 +324,22 @@ fn bad_config_exits_2_naming_the_file_and_key() {
             args.extend_from_slice(extra);
             let out = ws.run(&args);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{toml:?} {extra:?}: {}", text(&out));
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{toml:?} {extra:?}: {}",
+                text(&out)
+            );
             for want in *expected {
                 assert!(stderr.contains(want), "{toml:?}: `{want}` not in: {stderr}");
             }
             assert!(!stderr.contains("panicked"), "{stderr}");
         }
         assert!(ws.leftovers().is_empty());
-        assert!(!ws.state().join("run.json").exists(), "a bad config must not start a run");
+        assert!(
+            !ws.state().join("run.json").exists(),
+            "a bad config must not start a run"
+        );
     }
     let ws = Workspace::new();
     let out = ws.run(&["run", "-c", "does-not-exist.toml"]);
@@ -286,14 +370,24 @@ fn keep_holds_the_hosts_and_a_new_run_refuses_until_cleanup() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("gate cleanup"));
 
     let changed = ws.run(&["cleanup", "-c", "gate.toml", "--set", "provider.hosts=5"]);
-    assert_eq!(changed.status.code(), Some(2), "a different config is refused: {}", text(&changed));
+    assert_eq!(
+        changed.status.code(),
+        Some(2),
+        "a different config is refused: {}",
+        text(&changed)
+    );
     assert!(String::from_utf8_lossy(&changed.stderr).contains("differs"));
 
     let out = ws.run(&["cleanup", "-c", "gate.toml"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(ws.observe(&kept).is_empty());
     let again = ws.run(&["cleanup", "-c", "gate.toml"]);
-    assert_eq!(again.status.code(), Some(0), "cleanup is idempotent: {}", text(&again));
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "cleanup is idempotent: {}",
+        text(&again)
+    );
 
     let out = ws.run(&["run", "-c", "gate.toml"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

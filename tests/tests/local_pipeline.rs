@@ -8,13 +8,24 @@ use gate_core::junit::read_counts;
 use gate_tests::{Workspace, repo_root, text};
 
 fn example() -> String {
-    repo_root().join("examples/local.toml").display().to_string()
+    repo_root()
+        .join("examples/local.toml")
+        .display()
+        .to_string()
 }
 
 /// Checks everything the local example must leave, for a run whose workspace is `ws`.
 fn assert_example_effects(ws: &Workspace) {
     let run = ws.run_json();
-    for stage in ["allocate", "prepare-deployment", "deploy", "test", "upgrade", "archive", "cleanup"] {
+    for stage in [
+        "allocate",
+        "prepare-deployment",
+        "deploy",
+        "test",
+        "upgrade",
+        "archive",
+        "cleanup",
+    ] {
         assert_eq!(ws.stage_status(stage), "passed", "{stage}: {run:#}");
     }
     let inventory: serde_json::Value = serde_json::from_str(
@@ -31,7 +42,9 @@ fn assert_example_effects(ws: &Workspace) {
     let primary = &hosts[0];
     for host in &hosts {
         let dir = ws.artifacts().join(host);
-        let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap_or_else(|e| panic!("{host}/{p}: {e}"));
+        let read = |p: &str| {
+            std::fs::read_to_string(dir.join(p)).unwrap_or_else(|e| panic!("{host}/{p}: {e}"))
+        };
         // allocate (the provider's setup script)
         assert_eq!(read("etc/hostname"), format!("{host}\n"));
         assert!(read("logs/boot.log").contains(&format!("booted {host}")));
@@ -41,12 +54,22 @@ fn assert_example_effects(ws: &Workspace) {
             format!("release=27.1.0\nhost={host}\nprimary={primary}\n")
         );
         // deploy, then upgrade
-        assert_eq!(read("srv/service.txt"), format!("service on {host} at 27.2.0\n"));
-        assert_eq!(read("logs/deploy.log"), "deployed 27.1.0\nupgraded 27.1.0 to 27.2.0\n");
+        assert_eq!(
+            read("srv/service.txt"),
+            format!("service on {host} at 27.2.0\n")
+        );
+        assert_eq!(
+            read("logs/deploy.log"),
+            "deployed 27.1.0\nupgraded 27.1.0 to 27.2.0\n"
+        );
         // gate's own per-host logs of each stage
         for stage in ["prepare-deployment", "deploy", "test", "upgrade"] {
             assert!(
-                ws.artifacts().join("logs").join(stage).join(format!("{host}.log")).exists(),
+                ws.artifacts()
+                    .join("logs")
+                    .join(stage)
+                    .join(format!("{host}.log"))
+                    .exists(),
                 "no {stage} log for {host}"
             );
         }
@@ -57,7 +80,10 @@ fn assert_example_effects(ws: &Workspace) {
     assert_eq!((counts.tests, counts.failures, counts.errors), (7, 0, 0));
     let xml = std::fs::read_to_string(&results).unwrap();
     for host in &hosts {
-        assert!(xml.contains(&format!("classname=\"local-smoke.{host}\"")), "{xml}");
+        assert!(
+            xml.contains(&format!("classname=\"local-smoke.{host}\"")),
+            "{xml}"
+        );
     }
     // cleanup: every created resource deleted, no host directory left
     assert!(ws.live().is_empty(), "live ledger entries: {:?}", ws.live());
@@ -72,7 +98,10 @@ fn local_example_runs_every_stage_on_every_host() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_example_effects(&ws);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains('\u{1b}'), "plain output has control codes: {stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "plain output has control codes: {stderr}"
+    );
 }
 
 #[test]
@@ -97,7 +126,9 @@ fn local_example_runs_as_a_non_root_user() {
     let out = cmd.args(["run", "-c", &example()]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_example_effects(&ws);
-    let owner = std::fs::metadata(ws.state().join("run.json")).unwrap().uid();
+    let owner = std::fs::metadata(ws.state().join("run.json"))
+        .unwrap()
+        .uid();
     assert_ne!(owner, 0, "the run wrote its state as root");
 }
 
@@ -145,9 +176,15 @@ fn stages_in_separate_processes_match_a_whole_run() {
             .collect()
     };
     assert_eq!(summary(&whole), summary(&staged));
-    assert_eq!(whole.run_json()["exit_code"], staged.run_json()["exit_code"]);
+    assert_eq!(
+        whole.run_json()["exit_code"],
+        staged.run_json()["exit_code"]
+    );
     let files = |ws: &Workspace| {
-        let mut files = normalized(Workspace::files_under(&ws.artifacts()), ws.run_id().as_str());
+        let mut files = normalized(
+            Workspace::files_under(&ws.artifacts()),
+            ws.run_id().as_str(),
+        );
         files.retain(|f| !f.starts_with("logs/"));
         files
     };
@@ -168,12 +205,23 @@ fn plan_has_no_side_effects_and_init_writes_a_config_plan_accepts() {
     let out = ws.run(&["init"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let again = ws.run(&["init"]);
-    assert_eq!(again.status.code(), Some(2), "init must not overwrite: {}", text(&again));
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "init must not overwrite: {}",
+        text(&again)
+    );
     let out = ws.run(&["plan", "-c", "gate.toml"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let plan = String::from_utf8_lossy(&out.stdout);
-    assert!(plan.contains("allocate") && plan.contains("local"), "{plan}");
-    assert!(plan.contains("publish") && plan.contains("not configured"), "{plan}");
+    assert!(
+        plan.contains("allocate") && plan.contains("local"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("publish") && plan.contains("not configured"),
+        "{plan}"
+    );
     assert!(!ws.state().exists() && !ws.artifacts().exists());
     assert!(ws.leftovers().is_empty());
 }

@@ -69,9 +69,9 @@ impl EventSink for PlainEvents {
                 error,
             } => {
                 let mut line = format!(
-                    "<== {stage}: {} in {:.1}s",
+                    "<== {stage}: {} in {}",
                     status_word(*status),
-                    *duration_ms as f64 / 1000.0
+                    duration(*duration_ms)
                 );
                 if let Some(error) = error {
                     line.push_str(&format!("\n    {}", error.replace('\n', "\n    ")));
@@ -124,10 +124,7 @@ pub fn status_word(status: StageStatus) -> &'static str {
 pub fn stage_table(run: &RunState) -> String {
     let mut out = String::new();
     for record in &run.stages {
-        let duration = record
-            .duration_ms
-            .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
-            .unwrap_or_default();
+        let duration = record.duration_ms.map(duration).unwrap_or_default();
         let mut line = format!(
             "  {:<20} {:<15} {:>8}  {}",
             record.stage.name(),
@@ -144,6 +141,15 @@ pub fn stage_table(run: &RunState) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A duration for people: `850ms`, `12.3s`, `4m05s`.
+pub fn duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60),
+    }
 }
 
 /// The first line of `text`.

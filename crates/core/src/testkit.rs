@@ -5,7 +5,7 @@
 //! with a message naming the broken rule. An out-of-tree provider calls them from its own
 //! tests exactly as the built-in ones do:
 //!
-//! ```ignore
+//! ```text
 //! #[tokio::test]
 //! async fn conformance() {
 //!     let provider = Arc::new(MyProvider::new(config));

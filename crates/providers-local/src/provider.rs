@@ -199,7 +199,39 @@ fn checked_path(resource: &LiveResource) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Kills every process (that this user may signal) whose working directory is inside
+/// `path`: what a host ran dies with the host, even when gate itself was killed.
+fn kill_processes_under(path: &Path) {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let me = std::process::id();
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        if cwd.starts_with(path) {
+            tracing::info!("killing pid {pid} left running in {}", path.display());
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 fn remove_dir(path: &Path) -> Result<Cleaned> {
+    kill_processes_under(path);
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(Cleaned::Deleted),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Cleaned::Deleted),
