@@ -118,21 +118,28 @@ fn started_marker(ws: &Workspace) -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-fn interrupted_during_deploy(signal: nix::sys::signal::Signal, expected: i32) {
-    let ws = Workspace::new();
+/// Starts a run whose deploy sleeps, and waits until the deploy script runs; returns the
+/// gate process and the script's pid.
+fn run_until_deploy_sleeps(ws: &Workspace) -> (std::process::Child, i32) {
     ws.config(&pipeline("echo $$ > deploy.pid; touch started; sleep 60"));
-    let mut child = ws
+    let child = ws
         .gate()
         .args(["run", "-c", "gate.toml"])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let marker = wait_for(|| started_marker(&ws));
-    let pid: i32 = std::fs::read_to_string(marker.with_file_name("deploy.pid"))
+    let marker = wait_for(|| started_marker(ws));
+    let pid = std::fs::read_to_string(marker.with_file_name("deploy.pid"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
+    (child, pid)
+}
+
+fn interrupted_during_deploy(signal: nix::sys::signal::Signal, expected: i32) {
+    let ws = Workspace::new();
+    let (mut child, pid) = run_until_deploy_sleeps(&ws);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(expected), "{status:?}");
@@ -161,22 +168,14 @@ fn sigint_during_deploy_cleans_up_and_exits_130() {
 #[test]
 fn kill_9_during_deploy_then_gate_cleanup_leaves_nothing() {
     let ws = Workspace::new();
-    ws.config(&pipeline("echo $$ > deploy.pid; touch started; sleep 60"));
-    let mut child = ws
-        .gate()
-        .args(["run", "-c", "gate.toml"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let marker = wait_for(|| started_marker(&ws));
-    let pid = std::fs::read_to_string(marker.with_file_name("deploy.pid")).unwrap();
+    let (mut child, pid) = run_until_deploy_sleeps(&ws);
     child.kill().unwrap();
     assert_eq!(child.wait().unwrap().signal(), Some(9));
     assert!(
         !ws.live().is_empty(),
         "the crash should have left live resources"
     );
-    let script = format!("/proc/{}", pid.trim());
+    let script = format!("/proc/{pid}");
     assert!(
         std::path::Path::new(&script).exists(),
         "the deploy script runs in its own process group and should outlive gate's kill -9"

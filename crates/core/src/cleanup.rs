@@ -91,11 +91,11 @@ fn order_for_cleanup(mut live: Vec<LiveResource>) -> Vec<LiveResource> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::ResourceSpec;
+    use crate::ledger::Resource;
     use crate::model::RunId;
 
     fn live(name: &str, parent: Option<&str>) -> LiveResource {
-        let mut spec = ResourceSpec::new("b", "k", "s", name);
+        let mut spec = Resource::new("b", "k", "s", name);
         spec.parent = parent.map(str::to_owned);
         LiveResource {
             spec,

@@ -23,7 +23,7 @@ pub const CRASH_POINT_ENV: &str = "GATE_CRASH_POINT";
 
 /// What a resource is, enough for cleanup to find and delete it without any other state.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ResourceSpec {
+pub struct Resource {
     /// The registry name of the backend that can delete it, e.g. `local`.
     pub backend: String,
     /// What it is: `server`, `stack`, `keypair`, `node`, `directory`, …
@@ -37,7 +37,7 @@ pub struct ResourceSpec {
     pub parent: Option<String>,
 }
 
-impl ResourceSpec {
+impl Resource {
     /// A spec without a parent.
     pub fn new(
         backend: impl Into<String>,
@@ -60,7 +60,7 @@ impl ResourceSpec {
         self
     }
 
-    fn same_resource(&self, other: &ResourceSpec) -> bool {
+    fn same_resource(&self, other: &Resource) -> bool {
         self.backend == other.backend
             && self.kind == other.kind
             && self.scope == other.scope
@@ -91,7 +91,7 @@ pub struct LedgerEntry {
     pub run_id: RunId,
     /// The resource.
     #[serde(flatten)]
-    pub spec: ResourceSpec,
+    pub spec: Resource,
     /// The backend's id for it (set on `created`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -103,7 +103,7 @@ pub struct LedgerEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveResource {
     /// The resource.
-    pub spec: ResourceSpec,
+    pub spec: Resource,
     /// The run that owns it.
     pub run_id: RunId,
     /// Its id, when a `created` line was written; `None` when only the intent exists.
@@ -290,22 +290,22 @@ impl Ledger {
     }
 
     /// Records that `spec` is about to be created. Call before the create request.
-    pub async fn intent(&self, spec: &ResourceSpec) -> Result<()> {
+    pub async fn intent(&self, spec: &Resource) -> Result<()> {
         self.append(Op::Intent, spec, None).await
     }
 
     /// Records that `spec` now exists with `id`.
-    pub async fn created(&self, spec: &ResourceSpec, id: &str) -> Result<()> {
+    pub async fn created(&self, spec: &Resource, id: &str) -> Result<()> {
         self.append(Op::Created, spec, Some(id.to_owned())).await
     }
 
     /// Records that `spec` is gone.
-    pub async fn deleted(&self, spec: &ResourceSpec) -> Result<()> {
+    pub async fn deleted(&self, spec: &Resource) -> Result<()> {
         self.append(Op::Deleted, spec, None).await
     }
 
     /// Records that `spec` was given back.
-    pub async fn released(&self, spec: &ResourceSpec) -> Result<()> {
+    pub async fn released(&self, spec: &Resource) -> Result<()> {
         self.append(Op::Released, spec, None).await
     }
 
@@ -319,7 +319,7 @@ impl Ledger {
         Ok(self.replay()?.live())
     }
 
-    async fn append(&self, op: Op, spec: &ResourceSpec, id: Option<String>) -> Result<()> {
+    async fn append(&self, op: Op, spec: &Resource, id: Option<String>) -> Result<()> {
         let entry = LedgerEntry {
             op,
             run_id: self.run_id.clone(),
@@ -395,8 +395,8 @@ mod tests {
         RunId::try_from("gate-0000ledger".to_owned()).unwrap()
     }
 
-    fn spec(name: &str) -> ResourceSpec {
-        ResourceSpec::new("local", "directory", "/tmp", name)
+    fn spec(name: &str) -> Resource {
+        Resource::new("local", "directory", "/tmp", name)
     }
 
     #[tokio::test]

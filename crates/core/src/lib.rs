@@ -48,7 +48,7 @@ pub use error::{Error, Result};
 pub use events::{Event, EventSink, TracingEvents};
 pub use fanout::{HostOutcome, all_ok, bounded, fan_out};
 pub use interrupt::Interrupt;
-pub use ledger::{Ledger, LiveResource, ResourceSpec};
+pub use ledger::{Ledger, LiveResource, Resource};
 pub use model::{Host, Inventory, RunId};
 pub use pipeline::{Backend, Backends, Pipeline, PipelineOptions, RunSummary};
 pub use registry::{BackendConfig, Registry};

@@ -453,69 +453,20 @@ impl Pipeline {
                     StageOutcome::Done => Done::Ok(None),
                     StageOutcome::Skipped(reason) => Done::Skipped(reason),
                 };
-                let missing = || Error::Stage {
-                    stage,
-                    message: "no backend configured".into(),
-                };
+                let done = |()| Done::Ok(None);
                 match stage {
-                    Stage::Connect => b
-                        .agent
-                        .as_ref()
-                        .ok_or_else(missing)?
-                        .imp
-                        .connect(&cx)
-                        .await
-                        .map(|()| Done::Ok(None)),
-                    Stage::Validate => b
-                        .validator
-                        .as_ref()
-                        .ok_or_else(missing)?
-                        .imp
-                        .validate(&cx)
-                        .await
-                        .map(|()| Done::Ok(None)),
-                    Stage::PrepareHosts => b
-                        .preparer
-                        .as_ref()
-                        .ok_or_else(missing)?
-                        .imp
-                        .prepare(&cx)
-                        .await
-                        .map(|()| Done::Ok(None)),
-                    Stage::PrepareDeployment => b
-                        .deployer
-                        .as_ref()
-                        .ok_or_else(missing)?
-                        .imp
-                        .prepare_deployment(&cx)
-                        .await
-                        .map(outcome),
-                    Stage::Deploy => b
-                        .deployer
-                        .as_ref()
-                        .ok_or_else(missing)?
-                        .imp
-                        .deploy(&cx)
-                        .await
-                        .map(outcome),
-                    Stage::Upgrade => b
-                        .deployer
-                        .as_ref()
-                        .ok_or_else(missing)?
-                        .imp
-                        .upgrade(&cx)
-                        .await
-                        .map(outcome),
-                    Stage::Publish => b
-                        .publisher
-                        .as_ref()
-                        .ok_or_else(missing)?
-                        .imp
-                        .publish(&cx)
-                        .await
-                        .map(|()| Done::Ok(None)),
+                    Stage::Connect => need(&b.agent, stage)?.connect(&cx).await.map(done),
+                    Stage::Validate => need(&b.validator, stage)?.validate(&cx).await.map(done),
+                    Stage::PrepareHosts => need(&b.preparer, stage)?.prepare(&cx).await.map(done),
+                    Stage::PrepareDeployment => {
+                        let deployer = need(&b.deployer, stage)?;
+                        deployer.prepare_deployment(&cx).await.map(outcome)
+                    }
+                    Stage::Deploy => need(&b.deployer, stage)?.deploy(&cx).await.map(outcome),
+                    Stage::Upgrade => need(&b.deployer, stage)?.upgrade(&cx).await.map(outcome),
+                    Stage::Publish => need(&b.publisher, stage)?.publish(&cx).await.map(done),
                     Stage::Test => {
-                        let report = b.tester.as_ref().ok_or_else(missing)?.imp.test(&cx).await?;
+                        let report = need(&b.tester, stage)?.test(&cx).await?;
                         self.events.emit(&Event::TestCounts {
                             tests: report.tests,
                             failures: report.failures,
@@ -533,20 +484,17 @@ impl Pipeline {
                         }
                     }
                     Stage::Archive => {
-                        let report = b
-                            .archiver
-                            .as_ref()
-                            .ok_or_else(missing)?
-                            .imp
-                            .archive(&cx)
-                            .await?;
+                        let report = need(&b.archiver, stage)?.archive(&cx).await?;
                         let mut note = format!("{} files, {} bytes", report.files, report.bytes);
                         if !report.missing.is_empty() {
                             note.push_str(&format!("; missing: {}", report.missing.join(", ")));
                         }
                         Ok(Done::Ok(Some(note)))
                     }
-                    Stage::Allocate | Stage::Cleanup => Err(missing()),
+                    Stage::Allocate | Stage::Cleanup => Err(Error::Stage {
+                        stage,
+                        message: "runs on the controller side".into(),
+                    }),
                 }
             }
         }
@@ -632,6 +580,17 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// The backend configured for `stage`.
+fn need<T: ?Sized>(backend: &Option<Backend<T>>, stage: Stage) -> Result<&T> {
+    backend
+        .as_ref()
+        .map(|b| b.imp.as_ref())
+        .ok_or(Error::Stage {
+            stage,
+            message: "no backend is configured".into(),
+        })
 }
 
 /// Empties a gate-made artifacts dir for a new run, or creates one; refuses to empty a

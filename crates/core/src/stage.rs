@@ -81,11 +81,6 @@ impl Stage {
         matches!(self, Stage::Archive | Stage::Cleanup)
     }
 
-    /// Whether the stage runs on the controller side, before hosts are connected.
-    pub fn is_controller_side(self) -> bool {
-        matches!(self, Stage::Allocate | Stage::Connect | Stage::Cleanup)
-    }
-
     /// What a failure of this stage means for the exit code.
     pub fn failure_class(self) -> FailureClass {
         match self {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use gate_core::ledger::ResourceSpec;
+use gate_core::ledger::Resource;
 use gate_core::local::{LOCAL, LocalTransport};
 use gate_core::{
     AllocateContext, BackendConfig, Cleaned, Cleaner, Command, Error, ExecIo, Host, HostOutcome,
@@ -77,7 +77,7 @@ impl LocalProvider {
         if cx.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        let spec = ResourceSpec::new(NAME, HOST_DIR, run_dir.display().to_string(), &name)
+        let spec = Resource::new(NAME, HOST_DIR, run_dir.display().to_string(), &name)
             .with_parent(cx.run_id.as_str());
         cx.ledger.intent(&spec).await?;
         let home = run_dir.join(&name);
@@ -127,7 +127,7 @@ impl ResourceAllocator for LocalProvider {
         }
         let root = self.absolute_root()?;
         let run_dir = root.join(cx.run_id.as_str());
-        let run_spec = ResourceSpec::new(
+        let run_spec = Resource::new(
             NAME,
             RUN_DIR,
             root.display().to_string(),
@@ -407,7 +407,7 @@ mod tests {
     async fn cleanup_refuses_paths_outside_the_run() {
         let run_id = RunId::generate();
         let outside = LiveResource {
-            spec: ResourceSpec::new(NAME, HOST_DIR, "/etc", "passwd"),
+            spec: Resource::new(NAME, HOST_DIR, "/etc", "passwd"),
             run_id: run_id.clone(),
             id: Some("/etc/passwd".into()),
         };
