@@ -25,6 +25,7 @@ pub mod events;
 pub mod fanout;
 pub mod interrupt;
 pub mod junit;
+pub mod keys;
 pub mod ledger;
 pub mod local;
 pub mod model;
