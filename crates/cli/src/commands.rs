@@ -81,7 +81,7 @@ fn load(
                 .job
                 .clone()
                 .or_else(|| std::env::var("JOB_NAME").ok()),
-            authorized_keys: Vec::new(),
+            keys_file: None,
             config_digest: config.digest.clone(),
             config: config.redacted.clone(),
         },

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Result;
 use crate::events::EventSink;
 use crate::fanout::{HostOutcome, fan_out};
+use crate::keys::RunKeys;
 use crate::ledger::Ledger;
 use crate::model::{Inventory, RunId};
 use crate::stage::Stage;
@@ -25,9 +26,9 @@ pub struct AllocateContext {
     pub ledger: Ledger,
     /// Opens transports, so the allocator can wait for hosts to answer.
     pub connector: Arc<dyn Connector>,
-    /// Public keys to install for root/the login user at boot (the keys file and the run's
-    /// own key), one OpenSSH line each.
-    pub authorized_keys: Vec<String>,
+    /// The keys file and the run's own key pair; providers install
+    /// [`RunKeys::authorized`] for the login user at boot.
+    pub keys: RunKeys,
     /// Fires on interrupt: stop creating, return [`crate::Error::Cancelled`].
     pub cancel: CancellationToken,
     /// Progress events.
@@ -62,6 +63,8 @@ pub struct StageContext {
     pub transports: Vec<Arc<dyn Transport>>,
     /// The run's ledger.
     pub ledger: Ledger,
+    /// The keys file and the run's own key pair.
+    pub keys: RunKeys,
     /// The state directory.
     pub state_dir: PathBuf,
     /// The local artifacts directory.

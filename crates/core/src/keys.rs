@@ -203,3 +203,137 @@ mod tests {
         }
     }
 }
+
+/// The run's own SSH key pair, generated per run in the state dir's `keys/`: the default
+/// identity for hosts the run created. Only the path of the private key is held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunKey {
+    /// The public key.
+    pub public: PublicKey,
+    /// The private key file (mode 0600).
+    pub private_path: std::path::PathBuf,
+}
+
+/// File names of the run key in `keys/`.
+const RUN_KEY: &str = "id_ed25519";
+
+impl RunKey {
+    /// Generates a fresh ed25519 key pair for `run_id` in `dir`, replacing any earlier one.
+    pub fn generate(dir: &Path, run_id: &str) -> Result<Self> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        let mut private = ssh_key::PrivateKey::random(
+            &mut ssh_key::rand_core::OsRng,
+            ssh_key::Algorithm::Ed25519,
+        )
+        .map_err(|e| Error::backend("keys", format!("generating the run key: {e}")))?;
+        private.set_comment(run_id);
+        let pem = private
+            .to_openssh(ssh_key::LineEnding::LF)
+            .map_err(|e| Error::backend("keys", format!("encoding the run key: {e}")))?;
+        let public = private
+            .public_key()
+            .to_openssh()
+            .map_err(|e| Error::backend("keys", format!("encoding the run key: {e}")))?;
+        let private_path = dir.join(RUN_KEY);
+        let _ = std::fs::remove_file(&private_path);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&private_path)
+            .and_then(|mut f| f.write_all(pem.as_bytes()))
+            .map_err(|e| Error::io("writing", &private_path, e))?;
+        let public_path = dir.join(format!("{RUN_KEY}.pub"));
+        std::fs::write(&public_path, format!("{public}\n"))
+            .map_err(|e| Error::io("writing", &public_path, e))?;
+        let public = PublicKey::parse(&public)
+            .map_err(|why| Error::backend("keys", format!("the run key: {why}")))?;
+        Ok(Self {
+            public,
+            private_path,
+        })
+    }
+
+    /// The run key in `dir`, if one was generated.
+    pub fn load(dir: &Path) -> Result<Option<Self>> {
+        let public_path = dir.join(format!("{RUN_KEY}.pub"));
+        let text = match std::fs::read_to_string(&public_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("reading", &public_path, e)),
+        };
+        let public = PublicKey::parse(text.trim()).map_err(|why| Error::State {
+            path: public_path.clone(),
+            message: why,
+        })?;
+        Ok(Some(Self {
+            public,
+            private_path: dir.join(RUN_KEY),
+        }))
+    }
+}
+
+/// The keys of a run: the checked keys file (if configured) and the run's own key pair.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunKeys {
+    /// The keys file, fetched once per run.
+    pub keys_file: Option<KeysFile>,
+    /// The run's own key pair.
+    pub run_key: Option<RunKey>,
+}
+
+impl RunKeys {
+    /// Every public key to authorize on a run's hosts: the keys file's, then the run key.
+    pub fn authorized(&self) -> Vec<PublicKey> {
+        let mut keys: Vec<PublicKey> = self
+            .keys_file
+            .as_ref()
+            .map(|f| f.keys.clone())
+            .unwrap_or_default();
+        if let Some(run_key) = &self.run_key
+            && !keys.iter().any(|k| k.same_key(&run_key.public))
+        {
+            keys.push(run_key.public.clone());
+        }
+        keys
+    }
+
+    /// Loads what a run saved in `dir` (the state dir's `keys/`).
+    pub fn load(dir: &Path) -> Result<Self> {
+        Ok(Self {
+            keys_file: KeysFile::load(dir)?,
+            run_key: RunKey::load(dir)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod run_key_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_generated_run_key_is_private_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = RunKey::generate(dir.path(), "gate-0000abcd").unwrap();
+        assert_eq!(key.public.algorithm, "ssh-ed25519");
+        assert_eq!(key.public.comment.as_deref(), Some("gate-0000abcd"));
+        let mode = std::fs::metadata(&key.private_path)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let pem = std::fs::read_to_string(&key.private_path).unwrap();
+        assert!(pem.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+        assert_eq!(RunKey::load(dir.path()).unwrap(), Some(key.clone()));
+        let again = RunKey::generate(dir.path(), "gate-0000abcd").unwrap();
+        assert_ne!(again.public, key.public, "a new run gets a new key");
+        let keys = RunKeys {
+            keys_file: None,
+            run_key: Some(again.clone()),
+        };
+        assert_eq!(keys.authorized(), vec![again.public]);
+    }
+}

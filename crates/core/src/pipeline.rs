@@ -13,6 +13,7 @@ use crate::context::{AllocateContext, StageContext};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink};
 use crate::interrupt::Interrupt;
+use crate::keys::{KeysFile, RunKey, RunKeys};
 use crate::ledger::Ledger;
 use crate::model::{Inventory, RunId};
 use crate::stage::Stage;
@@ -127,8 +128,9 @@ pub struct PipelineOptions {
     pub concurrency: usize,
     /// The CI job name, if any.
     pub job: Option<String>,
-    /// Public keys the provider installs at boot.
-    pub authorized_keys: Vec<String>,
+    /// The checked keys file for a new run (fetched by the caller); later stages read the
+    /// copy saved in the state dir.
+    pub keys_file: Option<KeysFile>,
     /// SHA-256 of the resolved config without secrets (recorded in run.json).
     pub config_digest: String,
     /// The resolved config with secrets masked (recorded in run.json).
@@ -167,6 +169,7 @@ const ARTIFACTS_MARKER: &str = ".gate-artifacts";
 struct Session {
     inventory: Option<Inventory>,
     transports: Option<Vec<Arc<dyn Transport>>>,
+    keys: RunKeys,
 }
 
 enum Done {
@@ -190,11 +193,16 @@ impl Pipeline {
         let mut run = if stages.contains(&Stage::Allocate) {
             self.state.reset_for_new_run()?;
             prepare_artifacts_dir(&self.artifacts_dir)?;
-            RunState::new(
+            let run = RunState::new(
                 RunId::generate(),
                 self.options.config_digest.clone(),
                 self.options.config.clone(),
-            )
+            );
+            if let Some(keys_file) = &self.options.keys_file {
+                keys_file.save(&self.state.keys())?;
+            }
+            RunKey::generate(&self.state.keys(), run.run_id.as_str())?;
+            run
         } else {
             self.state.load_run()?.ok_or_else(|| Error::State {
                 path: self.state.root().to_owned(),
@@ -212,6 +220,7 @@ impl Pipeline {
         let mut session = Session {
             inventory: self.state.load_inventory()?,
             transports: None,
+            keys: RunKeys::load(&self.state.keys())?,
         };
 
         let mut causes = Vec::new();
@@ -413,7 +422,7 @@ impl Pipeline {
                     job: self.options.job.clone(),
                     ledger: ledger.clone(),
                     connector: b.connector.clone(),
-                    authorized_keys: self.options.authorized_keys.clone(),
+                    keys: session.keys.clone(),
                     cancel: cancel.clone(),
                     events: self.events.clone(),
                     logs_dir: self.state.logs().join(stage.name()),
@@ -557,6 +566,7 @@ impl Pipeline {
             inventory,
             transports,
             ledger: ledger.clone(),
+            keys: session.keys.clone(),
             state_dir: self.state.root().to_owned(),
             artifacts_dir: self.artifacts_dir.clone(),
             cancel: cancel.clone(),

@@ -135,12 +135,14 @@ impl StateDir {
                 Err(e) => return Err(Error::io("removing", &file, e)),
             }
         }
-        let logs = self.logs();
-        match std::fs::remove_dir_all(&logs) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("removing", &logs, e)),
+        for dir in [self.logs(), self.keys()] {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("removing", &dir, e)),
+            }
         }
+        Ok(())
     }
 }
 

@@ -433,7 +433,7 @@ mod tests {
             job: None,
             ledger,
             connector: p.connector.clone(),
-            authorized_keys: vec![],
+            keys: Default::default(),
             cancel: Default::default(),
             events: Arc::new(gate_core::TracingEvents),
             logs_dir: scratch.path().join("logs"),
