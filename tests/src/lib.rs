@@ -141,7 +141,12 @@ impl Workspace {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(provider.observe(run_id))
+            .block_on(provider.observe(
+                run_id,
+                &gate_core::CleanContext::new(std::sync::Arc::new(
+                    gate_core::local::LocalConnector,
+                )),
+            ))
             .unwrap()
     }
 

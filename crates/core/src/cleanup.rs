@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::context::CleanContext;
 use crate::error::{Error, Result};
 use crate::ledger::{Ledger, LiveResource};
 use crate::stage::Stage;
@@ -23,13 +24,17 @@ pub struct CleanupReport {
 /// parents; a CI node before its server). A failure on one entry does not stop the others;
 /// if anything is left, the error lists each leftover with its cause. Running it again is
 /// harmless.
-pub async fn cleanup_ledger(ledger: &Ledger, cleaners: &CleanerLookup) -> Result<CleanupReport> {
+pub async fn cleanup_ledger(
+    ledger: &Ledger,
+    cleaners: &CleanerLookup,
+    cx: &CleanContext,
+) -> Result<CleanupReport> {
     let live = order_for_cleanup(ledger.live()?);
     let mut report = CleanupReport::default();
     let mut left = Vec::new();
     for resource in &live {
         let outcome = match cleaners(&resource.spec.backend) {
-            Ok(cleaner) => cleaner.clean(resource).await,
+            Ok(cleaner) => cleaner.clean(resource, cx).await,
             Err(e) => Err(e),
         };
         match outcome {

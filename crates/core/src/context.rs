@@ -50,6 +50,26 @@ impl AllocateContext {
     }
 }
 
+/// The context of cleanup, observation and sweeps: how to reach hosts (a lab host's
+/// reservation lives on the host itself) and when to give up.
+#[derive(Debug, Clone)]
+pub struct CleanContext {
+    /// Opens transports to hosts.
+    pub connector: Arc<dyn Connector>,
+    /// Fires when the caller gives up. Cleanup itself runs with a token that never fires.
+    pub cancel: CancellationToken,
+}
+
+impl CleanContext {
+    /// A context using `connector` that is never cancelled.
+    pub fn new(connector: Arc<dyn Connector>) -> Self {
+        Self {
+            connector,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
 /// The context of every stage after `allocate`.
 #[derive(Debug, Clone)]
 pub struct StageContext {

@@ -44,7 +44,7 @@ pub mod testkit;
 
 pub use cleanup::{CleanerLookup, CleanupReport, cleanup_ledger};
 pub use command::{Command, EnvValue, shell_quote};
-pub use context::{AllocateContext, HostIo, StageContext};
+pub use context::{AllocateContext, CleanContext, HostIo, StageContext};
 pub use error::{Error, Result};
 pub use events::{Event, EventSink, TracingEvents};
 pub use fanout::{HostOutcome, all_ok, bounded, fan_out};

@@ -9,7 +9,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cleanup::{CleanerLookup, cleanup_ledger};
-use crate::context::{AllocateContext, StageContext};
+use crate::context::{AllocateContext, CleanContext, StageContext};
 use crate::error::{Error, Result};
 use crate::events::{Event, EventSink};
 use crate::interrupt::Interrupt;
@@ -445,7 +445,8 @@ impl Pipeline {
                 Ok(Done::Ok(Some(note)))
             }
             Stage::Cleanup => {
-                let report = cleanup_ledger(ledger, &b.cleaners).await?;
+                let cx = CleanContext::new(b.connector.clone());
+                let report = cleanup_ledger(ledger, &b.cleaners, &cx).await?;
                 Ok(Done::Ok(Some(format!(
                     "{} deleted, {} released",
                     report.deleted, report.released

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::cleanup::{CleanerLookup, cleanup_ledger};
-use crate::context::AllocateContext;
+use crate::context::{AllocateContext, CleanContext};
 use crate::error::Error;
 use crate::events::TracingEvents;
 use crate::ledger::{Ledger, Op, Replay};
@@ -57,9 +57,15 @@ impl Subject {
         }
     }
 
-    fn lookup(&self) -> CleanerLookup {
+    fn clean_context(&self) -> CleanContext {
+        CleanContext::new(self.connector.clone())
+    }
+
+    /// Cleans `ledger` with this subject's cleaner, as the cleanup stage would.
+    async fn cleanup(&self, ledger: &Ledger) -> crate::Result<crate::CleanupReport> {
         let cleaner = self.cleaner.clone();
-        Arc::new(move |_backend: &str| Ok(cleaner.clone()))
+        let lookup: CleanerLookup = Arc::new(move |_backend: &str| Ok(cleaner.clone()));
+        cleanup_ledger(ledger, &lookup, &self.clean_context()).await
     }
 }
 
@@ -102,7 +108,7 @@ fn context(subject: &Subject, scratch: &Scratch, cancel: CancellationToken) -> A
 async fn observe(subject: &Subject, run_id: &RunId) -> Vec<Observed> {
     subject
         .cleaner
-        .observe(run_id)
+        .observe(run_id, &subject.clean_context())
         .await
         .unwrap_or_else(|e| panic!("observe failed: {e}"))
 }
@@ -176,8 +182,8 @@ pub async fn allocate_then_cleanup_leaves_nothing(subject: &Subject) -> Inventor
     );
     assert_all_recorded(&observed, &scratch.ledger, false);
 
-    let lookup = subject.lookup();
-    cleanup_ledger(&scratch.ledger, &lookup)
+    subject
+        .cleanup(&scratch.ledger)
         .await
         .unwrap_or_else(|e| panic!("cleanup failed: {e}"));
     let left = observe(subject, &scratch.run_id).await;
@@ -192,7 +198,8 @@ pub async fn allocate_then_cleanup_leaves_nothing(subject: &Subject) -> Inventor
         .replay()
         .map(|r| r.entries.len())
         .unwrap_or(0);
-    cleanup_ledger(&scratch.ledger, &lookup)
+    subject
+        .cleanup(&scratch.ledger)
         .await
         .unwrap_or_else(|e| panic!("a second cleanup failed: {e}"));
     let lines_after = scratch
@@ -243,7 +250,8 @@ pub async fn cleanup_of_intent_only_entries_is_fine(subject: &Subject) {
         .await
         .unwrap_or_else(|e| panic!("writing a ledger: {e}"));
 
-    cleanup_ledger(&ledger, &subject.lookup())
+    subject
+        .cleanup(&ledger)
         .await
         .unwrap_or_else(|e| panic!("cleanup of intent-only entries failed: {e}"));
     let left = observe(subject, &scratch.run_id).await;
@@ -258,7 +266,8 @@ pub async fn cleanup_of_intent_only_entries_is_fine(subject: &Subject) {
         "intent-only entries are still live after cleanup"
     );
     // The real ledger's entries are gone too now; cleaning it must be harmless.
-    cleanup_ledger(&scratch.ledger, &subject.lookup())
+    subject
+        .cleanup(&scratch.ledger)
         .await
         .unwrap_or_else(|e| panic!("cleanup of already-freed resources failed: {e}"));
 }
@@ -297,7 +306,8 @@ pub async fn cancelled_allocation_stops_and_is_recorded(subject: &Subject, after
     }
     let observed = observe(subject, &scratch.run_id).await;
     assert_all_recorded(&observed, &scratch.ledger, true);
-    cleanup_ledger(&scratch.ledger, &subject.lookup())
+    subject
+        .cleanup(&scratch.ledger)
         .await
         .unwrap_or_else(|e| panic!("cleanup after a cancelled allocation failed: {e}"));
     let left = observe(subject, &scratch.run_id).await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::context::{AllocateContext, StageContext};
+use crate::context::{AllocateContext, CleanContext, StageContext};
 use crate::error::Result;
 use crate::ledger::LiveResource;
 use crate::model::{Inventory, RunId};
@@ -68,16 +68,16 @@ pub struct SweepFilter {
 #[async_trait]
 pub trait Cleaner: Send + Sync + fmt::Debug + 'static {
     /// Deletes or releases `resource`.
-    async fn clean(&self, resource: &LiveResource) -> Result<Cleaned>;
+    async fn clean(&self, resource: &LiveResource, cx: &CleanContext) -> Result<Cleaned>;
 
     /// What really exists for `run_id` (servers by tag, directories, nodes), so conformance
     /// checks compare the truth with the ledger.
-    async fn observe(&self, run_id: &RunId) -> Result<Vec<Observed>>;
+    async fn observe(&self, run_id: &RunId, cx: &CleanContext) -> Result<Vec<Observed>>;
 
     /// Finds (and with [`SweepFilter::delete`], deletes) leaked resources without a ledger:
     /// by run-id tag and age, or by the `gate-` name prefix where nothing can be tagged.
-    async fn sweep(&self, filter: &SweepFilter) -> Result<Vec<Observed>> {
-        let _ = filter;
+    async fn sweep(&self, filter: &SweepFilter, cx: &CleanContext) -> Result<Vec<Observed>> {
+        let _ = (filter, cx);
         Err(crate::Error::backend(
             format!("{self:?}"),
             "this backend offers no sweep",

@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use gate_core::ledger::Resource;
 use gate_core::local::{LOCAL, LocalTransport};
 use gate_core::{
-    AllocateContext, BackendConfig, Cleaned, Cleaner, Command, Error, ExecIo, Host, HostOutcome,
-    Inventory, LiveResource, Observed, ResourceAllocator, Result, RunId, SweepFilter, TransportExt,
-    all_ok, bounded,
+    AllocateContext, BackendConfig, CleanContext, Cleaned, Cleaner, Command, Error, ExecIo, Host,
+    HostOutcome, Inventory, LiveResource, Observed, ResourceAllocator, Result, RunId, SweepFilter,
+    TransportExt, all_ok, bounded,
 };
 
 use crate::NAME;
@@ -241,7 +241,7 @@ fn remove_dir(path: &Path) -> Result<Cleaned> {
 
 #[async_trait]
 impl Cleaner for LocalProvider {
-    async fn clean(&self, resource: &LiveResource) -> Result<Cleaned> {
+    async fn clean(&self, resource: &LiveResource, _: &CleanContext) -> Result<Cleaned> {
         let recorded = match &resource.id {
             Some(id) => PathBuf::from(id),
             None => Path::new(&resource.spec.scope).join(&resource.spec.name),
@@ -266,7 +266,7 @@ impl Cleaner for LocalProvider {
         remove_dir(&path)
     }
 
-    async fn observe(&self, run_id: &RunId) -> Result<Vec<Observed>> {
+    async fn observe(&self, run_id: &RunId, _: &CleanContext) -> Result<Vec<Observed>> {
         let run_dir = self.absolute_root()?.join(run_id.as_str());
         let mut found = Vec::new();
         if !run_dir.is_dir() {
@@ -294,7 +294,7 @@ impl Cleaner for LocalProvider {
         Ok(found)
     }
 
-    async fn sweep(&self, filter: &SweepFilter) -> Result<Vec<Observed>> {
+    async fn sweep(&self, filter: &SweepFilter, _: &CleanContext) -> Result<Vec<Observed>> {
         let root = self.absolute_root()?;
         let mut found = Vec::new();
         let entries = std::fs::read_dir(&root).map_err(|e| Error::io("listing", &root, e))?;
@@ -355,6 +355,10 @@ mod tests {
         )
     }
 
+    fn local_clean_context() -> CleanContext {
+        CleanContext::new(Arc::new(gate_core::local::LocalConnector))
+    }
+
     fn subject(provider: Arc<LocalProvider>) -> Subject {
         Subject::new(
             provider.clone(),
@@ -413,7 +417,7 @@ mod tests {
         };
         let root = tempfile::tempdir().unwrap();
         let err = provider(root.path(), 1, None)
-            .clean(&outside)
+            .clean(&outside, &local_clean_context())
             .await
             .unwrap_err();
         assert!(err.to_string().contains("refusing"), "{err}");
@@ -446,10 +450,20 @@ mod tests {
             run_id: None,
             delete: true,
         };
-        let swept = p.cleaner.sweep(&filter).await.unwrap();
+        let swept = p
+            .cleaner
+            .sweep(&filter, &local_clean_context())
+            .await
+            .unwrap();
         assert_eq!(swept.len(), 1);
         assert_eq!(swept[0].name, run_id.as_str());
-        assert!(p.cleaner.observe(&run_id).await.unwrap().is_empty());
+        assert!(
+            p.cleaner
+                .observe(&run_id, &local_clean_context())
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(root.path().join("not-gate").exists());
     }
 }
