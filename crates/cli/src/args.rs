@@ -38,8 +38,19 @@ pub enum Cmd {
     Status(StatusArgs),
     /// Write a commented example config.
     Init(InitArgs),
+    /// Run a command on every host of the run at once (like `ansible all -m raw`): per-host
+    /// exit status and output, a summary, exit 1 if any host failed.
+    Exec(ExecArgs),
+    /// Open a shell (or run a command) on one host of the run, like `kitchen login`.
+    Ssh(SshArgs),
+    /// Print the run's hosts for other tools: an Ansible inventory, JSON or ssh_config.
+    Inventory(InventoryArgs),
     /// List every registered backend by role.
     Providers,
+    /// Print a shell completion script, e.g. `gate completions bash > /etc/bash_completion.d/gate`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per subcommand with --dir.
+    Man(ManArgs),
 }
 
 /// Where the config comes from.
@@ -75,6 +86,10 @@ pub struct RunArgs {
     /// Keep the hosts (skip cleanup) for debugging; `gate cleanup` frees them later.
     #[arg(long)]
     pub keep: bool,
+    /// Progress as JSON, one event per line on stdout (stage started/finished, host step,
+    /// resource created/deleted, test counts, then run-finished).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `gate stage`.
@@ -89,6 +104,10 @@ pub struct StageArgs {
     /// Accept a config that differs from the one the run started with.
     #[arg(long)]
     pub force: bool,
+    /// Progress as JSON, one event per line on stdout (stage started/finished, host step,
+    /// resource created/deleted, test counts, then run-finished).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `gate cleanup`.
@@ -100,6 +119,68 @@ pub struct CleanupArgs {
     /// Accept a config that differs from the one the run started with.
     #[arg(long)]
     pub force: bool,
+    /// Progress as JSON, one event per line on stdout (stage started/finished, host step,
+    /// resource created/deleted, test counts, then run-finished).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `gate exec`.
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    /// Where the config comes from (transport settings, the state dir).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// An inventory file (gate's inventory.json format) instead of the run's.
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Only these hosts (repeatable; default: every host).
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
+    /// Hosts worked on at once. Default: every host.
+    #[arg(short, long, value_name = "N")]
+    pub forks: Option<usize>,
+    /// Kill the command on a host after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// The program and its arguments, after `--` (no shell: use `sh -c '…'` for one).
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `gate ssh`.
+#[derive(Debug, Clone, Args)]
+pub struct SshArgs {
+    /// Where the config comes from (transport settings, the state dir).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The host's name in the inventory (default: the primary).
+    pub host: Option<String>,
+    /// A command to run instead of a shell, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Output formats of `gate inventory`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InventoryFormat {
+    /// An Ansible INI inventory: `all`, then a group per label.
+    Ansible,
+    /// gate's inventory.json.
+    Json,
+    /// An ssh_config with a `Host` block per host.
+    SshConfig,
+}
+
+/// `gate inventory`.
+#[derive(Debug, Clone, Args)]
+pub struct InventoryArgs {
+    /// Where the config comes from (the state dir).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The format.
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: InventoryFormat,
 }
 
 /// `gate status`.
@@ -125,6 +206,23 @@ pub struct InitArgs {
     /// Overwrite an existing file.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `gate completions`.
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `gate man`.
+#[derive(Debug, Clone, Args)]
+pub struct ManArgs {
+    /// Write gate.1 and a page per subcommand (gate-run.1, …) into this directory instead
+    /// of printing gate.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 impl RunArgs {

@@ -3,13 +3,16 @@
 use std::sync::Arc;
 
 use gate_core::ledger::Replay;
+use gate_core::report::{STEPS_FILE, read_steps, step_spans};
 use gate_core::{
     Error, EventSink, Interrupt, Pipeline, PipelineOptions, Registry, RunState, Stage, StateDir,
 };
 
-use crate::args::{CleanupArgs, ConfigArgs, InitArgs, RunArgs, StageArgs, StatusArgs};
+use crate::args::{
+    CleanupArgs, CompletionsArgs, ConfigArgs, InitArgs, ManArgs, RunArgs, StageArgs, StatusArgs,
+};
 use crate::config::{EMBEDDED, GateConfig};
-use crate::output::{PlainEvents, first_line, stage_table, status_word};
+use crate::output::{duration, event_sink, first_line, print_run_finished, stage_table, table};
 use crate::wiring;
 
 /// Exit codes.
@@ -32,14 +35,16 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn usage(message: impl ToString) -> Self {
+    /// A bad-usage failure (exit 2).
+    pub fn usage(message: impl ToString) -> Self {
         Self {
             code: exit::USAGE,
             message: message.to_string(),
         }
     }
 
-    fn from_core(e: Error) -> Self {
+    /// The failure for a gate-core error: I/O is infrastructure (3), the rest usage (2).
+    pub fn from_core(e: Error) -> Self {
         let code = match e {
             Error::Io { .. } => exit::INFRA,
             _ => exit::USAGE,
@@ -51,12 +56,15 @@ impl Failure {
     }
 }
 
-type Outcome = Result<i32, Failure>;
+/// An exit code, or a failure before any work.
+pub type Outcome = Result<i32, Failure>;
 
 /// Everything a pipeline command needs.
 struct Loaded {
     config: GateConfig,
     pipeline: Pipeline,
+    /// Progress goes to stdout as JSON lines (`--json`).
+    json: bool,
 }
 
 fn load(
@@ -65,9 +73,21 @@ fn load(
     keep: bool,
     verbose: u8,
 ) -> Result<Loaded, Failure> {
+    load_with(args, registry, keep, verbose, false)
+}
+
+/// [`load`], with progress as JSON lines on stdout when `json`.
+fn load_with(
+    args: &ConfigArgs,
+    registry: &Arc<Registry>,
+    keep: bool,
+    verbose: u8,
+    json: bool,
+) -> Result<Loaded, Failure> {
     let config = GateConfig::load(args).map_err(Failure::usage)?;
     let backends = wiring::backends(&config, registry).map_err(Failure::usage)?;
-    let events: Arc<dyn EventSink> = Arc::new(PlainEvents::new(verbose > 0));
+    let events: Arc<dyn EventSink> =
+        event_sink(&StateDir::new(&config.run.state_dir), verbose, json);
     let pipeline = Pipeline {
         backends,
         state: StateDir::new(&config.run.state_dir),
@@ -86,7 +106,35 @@ fn load(
             config: config.redacted.clone(),
         },
     };
-    Ok(Loaded { config, pipeline })
+    Ok(Loaded {
+        config,
+        pipeline,
+        json,
+    })
+}
+
+/// For a run that starts now (the selection has allocate), fetches and checks the keys
+/// file once; later stages read the copy in the state dir.
+async fn with_keys_file(mut loaded: Loaded, stages: &[Stage]) -> Result<Loaded, Failure> {
+    let Some(url) = loaded.config.run.keys_file.clone() else {
+        return Ok(loaded);
+    };
+    if !stages.contains(&Stage::Allocate) {
+        return Ok(loaded);
+    }
+    let ca = loaded.config.run.keys_ca.clone();
+    match crate::keys::fetch(&url, ca.as_deref()).await {
+        Ok(keys) => {
+            eprintln!("keys file: {} key(s) from {url}", keys.keys.len());
+            loaded.pipeline.options.keys_file = Some(keys);
+            Ok(loaded)
+        }
+        Err(crate::keys::KeysError::Invalid(message)) => Err(Failure::usage(message)),
+        Err(crate::keys::KeysError::Fetch(message)) => Err(Failure {
+            code: exit::INFRA,
+            message,
+        }),
+    }
 }
 
 /// Refuses a config whose digest differs from the recorded run's, unless forced.
@@ -142,17 +190,25 @@ async fn execute(loaded: &Loaded, stages: &[Stage]) -> Outcome {
             first_line(&cause.message)
         );
     }
+    let report = loaded
+        .pipeline
+        .artifacts_dir
+        .join(gate_core::report::REPORT_FILE);
     eprintln!(
-        "state: {}  artifacts: {}",
+        "state: {}  artifacts: {}  report: {}",
         loaded.pipeline.state.root().display(),
-        loaded.pipeline.artifacts_dir.display()
+        loaded.pipeline.artifacts_dir.display(),
+        report.display()
     );
+    if loaded.json {
+        print_run_finished(run, summary.exit_code, &report);
+    }
     Ok(summary.exit_code)
 }
 
 /// `gate run`.
 pub async fn run(args: &RunArgs, registry: &Arc<Registry>, verbose: u8) -> Outcome {
-    let loaded = load(&args.config, registry, args.keep, verbose)?;
+    let loaded = load_with(&args.config, registry, args.keep, verbose, args.json)?;
     let stages = args.stages();
     if stages.is_empty() {
         return Err(Failure::usage(
@@ -164,23 +220,25 @@ pub async fn run(args: &RunArgs, registry: &Arc<Registry>, verbose: u8) -> Outco
     {
         check_digest(&loaded, &run, false)?;
     }
+    let loaded = with_keys_file(loaded, &stages).await?;
     execute(&loaded, &stages).await
 }
 
 /// `gate stage`.
 pub async fn stage(args: &StageArgs, registry: &Arc<Registry>, verbose: u8) -> Outcome {
-    let loaded = load(&args.config, registry, false, verbose)?;
+    let loaded = load_with(&args.config, registry, false, verbose, args.json)?;
     if args.stage != Stage::Allocate
         && let Ok(Some(run)) = loaded.pipeline.state.load_run()
     {
         check_digest(&loaded, &run, args.force)?;
     }
+    let loaded = with_keys_file(loaded, &[args.stage]).await?;
     execute(&loaded, &[args.stage]).await
 }
 
 /// `gate cleanup`.
 pub async fn cleanup(args: &CleanupArgs, registry: &Arc<Registry>, verbose: u8) -> Outcome {
-    let loaded = load(&args.config, registry, false, verbose)?;
+    let loaded = load_with(&args.config, registry, false, verbose, args.json)?;
     let state = &loaded.pipeline.state;
     let run = state.load_run().map_err(Failure::from_core)?;
     let live = Replay::read(&state.ledger())
@@ -224,71 +282,183 @@ pub fn plan(args: &ConfigArgs, registry: &Arc<Registry>) -> Outcome {
     Ok(exit::OK)
 }
 
-/// `gate status`.
+/// `gate status`: the state dir as tables (stages, hosts with their last step, live
+/// resources), or as one JSON document with `--json`. Reads only; takes no lock.
 pub fn status(args: &StatusArgs) -> Outcome {
-    let state_dir = match &args.state_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            GateConfig::load(&args.config)
-                .map_err(Failure::usage)?
-                .run
-                .state_dir
-        }
+    let config = match &args.state_dir {
+        Some(_) => None,
+        None => Some(GateConfig::load(&args.config).map_err(Failure::usage)?),
+    };
+    let state_dir = match (&args.state_dir, &config) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(config)) => config.run.state_dir.clone(),
+        (None, None) => ".gate".into(),
     };
     let state = StateDir::new(&state_dir);
     let run = state.load_run().map_err(Failure::from_core)?;
     let inventory = state.load_inventory().map_err(Failure::from_core)?;
     let replay = Replay::read(&state.ledger()).map_err(Failure::from_core)?;
     let live = replay.live();
+    let steps = step_spans(&read_steps(&state.logs().join(STEPS_FILE)));
+    // The last step each host ran, for the hosts table.
+    let last_step = |host: &str| steps.iter().rev().find(|s| s.host == host);
+    let artifacts_dir = match &config {
+        Some(config) => Some(config.run.artifacts_dir.clone()),
+        None => run.as_ref().and_then(|r| {
+            r.config
+                .pointer("/run/artifacts_dir")
+                .and_then(|v| v.as_str())
+                .map(std::path::PathBuf::from)
+        }),
+    };
+    let report = artifacts_dir
+        .map(|dir| dir.join(gate_core::report::REPORT_FILE))
+        .filter(|path| path.is_file());
     if args.json {
         let value = serde_json::json!({
             "state_dir": state_dir,
             "run": run,
             "inventory": inventory,
+            "host_steps": inventory.iter().flat_map(|i| i.hosts()).filter_map(|h| {
+                last_step(&h.name).map(|s| serde_json::json!({
+                    "host": h.name, "stage": s.stage, "step": s.step, "status": s.status,
+                }))
+            }).collect::<Vec<_>>(),
             "live_resources": live.iter().map(|r| serde_json::json!({
                 "backend": r.spec.backend, "kind": r.spec.kind, "scope": r.spec.scope,
                 "name": r.spec.name, "id": r.id, "run_id": r.run_id,
             })).collect::<Vec<_>>(),
             "ledger_warnings": replay.warnings,
+            "report": report,
         });
         println!(
             "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
+            gate_core::secret::redact(&serde_json::to_string_pretty(&value).unwrap_or_default())
         );
         return Ok(exit::OK);
     }
-    let Some(run) = run else {
-        println!("no run recorded in {}", state_dir.display());
-        return Ok(exit::OK);
-    };
-    println!(
-        "run {} (started {}, exit {})",
-        run.run_id, run.started_at, run.exit_code
-    );
-    print!("{}", stage_table(&run));
-    if let Some(inventory) = inventory {
-        println!("hosts:");
-        for host in inventory.hosts() {
+    match &run {
+        None => println!("no run recorded in {}", state_dir.display()),
+        Some(run) => {
+            let took = match (
+                gate_core::report::parse_time(&run.started_at),
+                run.finished_at
+                    .as_deref()
+                    .and_then(gate_core::report::parse_time),
+            ) {
+                (Some(start), Some(end)) => {
+                    duration(u64::try_from((end - start).whole_milliseconds()).unwrap_or(0))
+                }
+                _ => "-".into(),
+            };
             println!(
-                "  {:<28} {}@{} via {}",
-                host.name, host.user, host.address, host.transport
+                "run {} (started {}, took {took}, exit {})\n",
+                run.run_id, run.started_at, run.exit_code
             );
+            print!("{}", stage_table(run));
         }
     }
-    println!("live resources: {}", live.len());
-    for r in &live {
-        println!(
-            "  {} {} {} ({})",
-            r.spec.backend,
-            r.spec.kind,
-            r.spec.name,
-            r.id.as_deref().unwrap_or("intent only")
+    if let Some(inventory) = &inventory {
+        let rows: Vec<Vec<String>> = inventory
+            .hosts()
+            .iter()
+            .enumerate()
+            .map(|(n, host)| {
+                let step = last_step(&host.name)
+                    .map(|s| {
+                        let stage = s.stage.map(|s| s.name()).unwrap_or("-");
+                        format!("{stage}: {} ({})", s.step, s.status)
+                    })
+                    .unwrap_or_else(|| "-".into());
+                vec![
+                    host.name.clone(),
+                    if n == 0 { "primary" } else { "" }.to_owned(),
+                    format!("{}@{}", host.user, host.address),
+                    host.transport.clone(),
+                    host.labels.join(","),
+                    step,
+                ]
+            })
+            .collect();
+        println!("\nhosts: {}", inventory.len());
+        print!(
+            "{}",
+            table(
+                &[
+                    "HOST",
+                    "ROLE",
+                    "ADDRESS",
+                    "TRANSPORT",
+                    "LABELS",
+                    "LAST STEP"
+                ],
+                &rows
+            )
         );
+    }
+    println!("\nlive resources: {}", live.len());
+    if !live.is_empty() {
+        let rows: Vec<Vec<String>> = live
+            .iter()
+            .map(|r| {
+                vec![
+                    r.spec.backend.clone(),
+                    r.spec.kind.clone(),
+                    r.spec.name.clone(),
+                    r.id.clone().unwrap_or_else(|| "(intent only)".into()),
+                    r.spec.scope.clone(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table(&["BACKEND", "KIND", "NAME", "ID", "SCOPE"], &rows)
+        );
+        println!("free them with `gate cleanup` (same -c as the run)");
     }
     for warning in &replay.warnings {
         println!("warning: {warning}");
     }
-    let _ = status_word;
+    if let Some(report) = report {
+        println!("\nreport: {}", report.display());
+    }
+    Ok(exit::OK)
+}
+
+/// `gate completions SHELL`: the completion script on stdout.
+pub fn completions(args: &CompletionsArgs) -> Outcome {
+    let mut command = <crate::args::Cli as clap::CommandFactory>::command();
+    clap_complete::generate(args.shell, &mut command, "gate", &mut std::io::stdout());
+    Ok(exit::OK)
+}
+
+/// `gate man`: gate.1 on stdout, or every page (gate.1, gate-run.1, …) into `--dir`.
+pub fn man(args: &ManArgs) -> Outcome {
+    let command = <crate::args::Cli as clap::CommandFactory>::command();
+    match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| clap_mangen::generate_to(command, dir))
+                .map_err(|e| Failure {
+                    code: exit::INFRA,
+                    message: format!("writing man pages to {}: {e}", dir.display()),
+                })?;
+            eprintln!("wrote man pages to {}", dir.display());
+        }
+        None => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut out)
+                .map_err(|e| Failure {
+                    code: exit::INFRA,
+                    message: format!("rendering the man page: {e}"),
+                })?;
+            std::io::Write::write_all(&mut std::io::stdout(), &out).map_err(|e| Failure {
+                code: exit::INFRA,
+                message: format!("writing the man page: {e}"),
+            })?;
+        }
+    }
     Ok(exit::OK)
 }
 

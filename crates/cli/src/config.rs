@@ -43,6 +43,13 @@ pub struct RunConfig {
     /// The CI job name (tagged on resources). Default: `JOB_NAME` from the environment.
     #[serde(default)]
     pub job: Option<String>,
+    /// The keys file: OpenSSH public keys allowed on the run's hosts, fetched once per run
+    /// from an `https://`, `http://` or `file://` URL (or a plain path).
+    #[serde(default)]
+    pub keys_file: Option<String>,
+    /// A CA certificate (PEM) to trust for an `https://` keys file, besides the usual roots.
+    #[serde(default)]
+    pub keys_ca: Option<PathBuf>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -76,6 +83,8 @@ pub struct GateConfig {
     pub run: RunConfig,
     /// Backend sections by name, each with its backend.
     pub sections: BTreeMap<String, BackendConfig>,
+    /// `[transport.NAME]` tables by transport name.
+    pub transports: BTreeMap<String, config::Map<String, config::Value>>,
     /// The whole resolved config as JSON, secrets masked.
     pub redacted: serde_json::Value,
     /// SHA-256 of `redacted`.
@@ -118,7 +127,8 @@ impl GateConfig {
             .and_then(|c| c.cache.into_table())
             .map_err(err)?;
 
-        let known: Vec<&str> = std::iter::once("run")
+        let known: Vec<&str> = ["run", "transport"]
+            .into_iter()
             .chain(SECTIONS.iter().map(|(name, _)| *name))
             .collect();
         if let Some(unknown) = table.keys().find(|k| !known.contains(&k.as_str())) {
@@ -151,6 +161,21 @@ impl GateConfig {
             }
         }
 
+        let mut transports = BTreeMap::new();
+        if let Some(value) = table.get("transport") {
+            let all = value.clone().into_table().map_err(|_| {
+                ConfigError(format!(
+                    "{source}: [transport]: must hold tables such as [transport.ssh]"
+                ))
+            })?;
+            for (name, value) in all {
+                let section = value.into_table().map_err(|_| {
+                    ConfigError(format!("{source}: [transport.{name}]: must be a table"))
+                })?;
+                transports.insert(name, section);
+            }
+        }
+
         let tree = serde_json::Value::deserialize(config::Value::new(None, table))
             .map_err(|e| ConfigError(format!("{source}: {e}")))?;
         let redacted = gate_core::secret::redact_json(&tree);
@@ -162,6 +187,7 @@ impl GateConfig {
             source: source.to_owned(),
             run,
             sections,
+            transports,
             redacted,
             digest,
         })

@@ -18,7 +18,9 @@
 pub mod args;
 pub mod commands;
 pub mod config;
+pub mod keys;
 pub mod output;
+pub mod remote;
 pub mod wiring;
 
 use std::process::ExitCode;
@@ -66,7 +68,12 @@ pub fn run(cli: Cli, extra: &[fn(&mut Registry)]) -> i32 {
             Cmd::Plan(args) => commands::plan(args, &registry),
             Cmd::Status(args) => commands::status(args),
             Cmd::Init(args) => commands::init(args),
+            Cmd::Exec(args) => remote::exec(args, &registry).await,
+            Cmd::Ssh(args) => remote::ssh(args),
+            Cmd::Inventory(args) => remote::inventory(args),
             Cmd::Providers => commands::providers(&registry),
+            Cmd::Completions(args) => commands::completions(args),
+            Cmd::Man(args) => commands::man(args),
         }
     });
     // Child processes of an interrupted run are killed already; do not wait on stragglers.

@@ -11,9 +11,11 @@ use crate::config::GateConfig;
 /// binary's own backends).
 pub fn registry(extra: &[fn(&mut Registry)]) -> Registry {
     let mut registry = Registry::new();
+    gate_ssh::register(&mut registry);
     gate_providers_local::register(&mut registry);
     gate_deployers_script::register(&mut registry);
     gate_testers::register(&mut registry);
+    gate_hosts::register(&mut registry);
     for register in extra {
         register(&mut registry);
     }
@@ -32,11 +34,7 @@ pub fn backends(config: &GateConfig, registry: &Arc<Registry>) -> Result<Backend
             .map(|s| f(s).map(|imp| Backend::new(s.backend(), imp)))
             .transpose()
     }
-    let mut connectors = Connectors::default();
-    for name in registry.transport_names() {
-        let empty = BackendConfig::empty(&config.source, format!("transport.{name}"), &name);
-        connectors.insert(name.clone(), registry.transport(&empty)?);
-    }
+    let connectors = connectors(config, registry)?;
     let backends = Backends {
         allocator: build(section("provider"), |s| registry.allocator(s))?,
         agent: build(section("agent"), |s| registry.agent(s))?,
@@ -56,6 +54,41 @@ pub fn backends(config: &GateConfig, registry: &Arc<Registry>) -> Result<Backend
         registry.cleaner(provider)?;
     }
     Ok(backends)
+}
+
+/// A connector for every registered transport, from its `[transport.NAME]` section.
+pub fn connectors(config: &GateConfig, registry: &Registry) -> Result<Connectors> {
+    let mut connectors = Connectors::default();
+    for name in registry.transport_names() {
+        connectors.insert(
+            name.clone(),
+            registry.transport(&transport_section(config, &name))?,
+        );
+    }
+    Ok(connectors)
+}
+
+/// The `[transport.NAME]` section, with the SSH transport's defaults that depend on the
+/// state dir: the run's own key and the run's `known_hosts`.
+fn transport_section(config: &GateConfig, name: &str) -> BackendConfig {
+    let mut table = config.transports.get(name).cloned().unwrap_or_default();
+    if name == gate_ssh::SSH {
+        let state = &config.run.state_dir;
+        for (key, path) in [
+            ("run_key", state.join("keys").join("id_ed25519")),
+            ("known_hosts", state.join("known_hosts")),
+        ] {
+            table
+                .entry(key.to_owned())
+                .or_insert_with(|| config::Value::new(None, path.display().to_string()));
+        }
+    }
+    BackendConfig::new(
+        &config.source,
+        format!("transport.{name}"),
+        name,
+        config::Value::new(None, table),
+    )
 }
 
 /// Cleaners by backend name: built from the config section that selects that backend,

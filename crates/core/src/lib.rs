@@ -31,6 +31,7 @@ pub mod local;
 pub mod model;
 pub mod pipeline;
 pub mod registry;
+pub mod report;
 pub mod secret;
 pub mod stage;
 pub mod state;

@@ -577,7 +577,8 @@ impl Pipeline {
     }
 
     /// The final step, after cleanup: `artifacts/run.json`, the inventory and gate's own
-    /// logs in the artifacts dir, secrets masked.
+    /// logs in the artifacts dir, secrets masked, then the report (`artifacts/report.html`,
+    /// see [`crate::report`]), so it shows cleanup's outcome too.
     fn write_summary(&self, run: &RunState) -> Result<()> {
         write_json(&self.artifacts_dir.join("run.json"), run)?;
         if let Ok(Some(inventory)) = self.state.load_inventory() {
@@ -589,6 +590,7 @@ impl Pipeline {
             crate::local::copy_tree(&logs, &target)?;
             crate::archive::redact_tree(&target)?;
         }
+        crate::report::write_report(&self.state, &self.artifacts_dir, run)?;
         Ok(())
     }
 }

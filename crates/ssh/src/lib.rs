@@ -1,0 +1,43 @@
+//! gate-ssh: reach hosts over SSH, with the `ssh2` crate.
+//!
+//! [`SshConnector`] opens one session per host — retrying with backoff until the host
+//! answers (a booting server) or a deadline passes — pins the host key on first contact in
+//! the run's `known_hosts`, and authenticates with the SSH agent, the run's own key or
+//! configured key files. [`SshTransport`] reuses that session for every command, upload and
+//! download of the run; blocking libssh2 calls run on the blocking thread pool, never on
+//! the async runtime.
+//!
+//! ```toml
+//! [transport.ssh]
+//! identities = ["~/.ssh/id_ed25519"]   # tried after the agent and the run's own key
+//! strict = false                         # true: only keys already in known_hosts
+//! connect_timeout_secs = 600             # wait this long for a booting host
+//! poll_secs = 10
+//! ```
+#![deny(missing_docs)]
+
+mod auth;
+mod config;
+mod connect;
+mod exec;
+mod known_hosts;
+mod sftp;
+mod transport;
+
+pub use config::SshConfig;
+pub use connect::SshConnector;
+pub use transport::SshTransport;
+
+use std::sync::Arc;
+
+use gate_core::Registry;
+
+/// The transport name hosts reached over SSH carry in `Host::transport`.
+pub const SSH: &str = "ssh";
+
+/// Registers the `ssh` transport.
+pub fn register(registry: &mut Registry) {
+    registry.add_transport(SSH, |config| {
+        Ok(Arc::new(SshConnector::new(config.parse()?)))
+    });
+}

@@ -1,0 +1,195 @@
+//! The SSH [`Transport`]: one session per host, reused for everything.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use gate_core::{Command, Error, ExecIo, ExecOutput, Host, Result, Transport};
+use ssh2::Session;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::exec::{Run, StdoutTo, wrap};
+use crate::sftp;
+
+/// A connected session and a handle on its socket.
+struct Connection {
+    session: Session,
+    socket: TcpStream,
+}
+
+/// A [`Transport`] over one SSH session. Commands on one host run one at a time.
+#[derive(Clone)]
+pub struct SshTransport {
+    host: Host,
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SshTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshTransport")
+            .field("host", &self.host.name)
+            .field("address", &self.host.address)
+            .field("user", &self.host.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SshTransport {
+    /// A transport over an authenticated `session`; `socket` is a clone of its TCP stream.
+    pub(crate) fn new(host: Host, session: Session, socket: TcpStream) -> Self {
+        Self {
+            host,
+            connection: Arc::new(Mutex::new(Connection { session, socket })),
+        }
+    }
+
+    /// `remote` resolved against the host's `home` when it is relative and a home is set.
+    fn resolve(&self, remote: &str) -> PathBuf {
+        match &self.host.home {
+            Some(home) if !remote.starts_with('/') => Path::new(home).join(remote),
+            _ => PathBuf::from(remote),
+        }
+    }
+
+    /// Runs `work` with the session on the blocking pool.
+    async fn with_session<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let connection = self.connection.clone();
+        let host = self.host.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = connection.lock().map_err(|_| Error::Host {
+                host,
+                message: "an earlier SSH operation panicked".into(),
+            })?;
+            work(&connection)
+        })
+        .await
+        .map_err(|e| Error::Host {
+            host: self.host.name.clone(),
+            message: format!("SSH task failed: {e}"),
+        })?
+    }
+
+    fn sftp_error(&self, action: &str, failure: sftp::Failure) -> Error {
+        Error::Host {
+            host: self.host.name.clone(),
+            message: format!("{action} {}: {}", failure.path.display(), failure.message),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for SshTransport {
+    fn host(&self) -> &Host {
+        &self.host
+    }
+
+    async fn exec(&self, cmd: &Command, io: &ExecIo<'_>) -> Result<ExecOutput> {
+        let shown = cmd.to_string();
+        io.log.note(&format!("$ {shown}"));
+        let line = wrap(cmd, self.host.home.as_deref()).to_shell_line();
+        let (host, log, cancel) = (self.host.name.clone(), io.log.clone(), io.cancel.clone());
+        let limit = cmd.time_limit();
+        let deadline = limit.map(|limit| Instant::now() + limit);
+        self.with_session(move |c| {
+            Run {
+                session: &c.session,
+                socket: &c.socket,
+                host: &host,
+                shown,
+                log: &log,
+                cancel: &cancel,
+                deadline,
+                limit,
+            }
+            .run(&line, StdoutTo::Log)
+        })
+        .await
+    }
+
+    async fn upload(&self, local: &Path, remote: &str) -> Result<()> {
+        let (local, remote) = (local.to_owned(), self.resolve(remote));
+        let this = self.clone();
+        self.with_session(move |c| {
+            sftp::upload(&c.session, &local, &remote)
+                .map_err(|f| this.sftp_error("uploading to", f))
+        })
+        .await
+    }
+
+    async fn download(&self, remote: &str, local: &Path) -> Result<()> {
+        let (local, remote) = (local.to_owned(), self.resolve(remote));
+        let this = self.clone();
+        self.with_session(move |c| {
+            sftp::download(&c.session, &remote, &local)
+                .map_err(|f| this.sftp_error("downloading", f))
+        })
+        .await
+    }
+
+    async fn download_tree(
+        &self,
+        remote: &str,
+        sink: &mut (dyn AsyncWrite + Send + Unpin),
+        io: &ExecIo<'_>,
+    ) -> Result<()> {
+        let path = self.resolve(remote);
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(Error::Host {
+                host: self.host.name.clone(),
+                message: format!("cannot archive `{remote}`: not a named path"),
+            });
+        };
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(parent.display().to_string())
+            .args(["-cf", "-", "--"])
+            .arg(name.to_string_lossy().into_owned());
+        let shown = tar.to_string();
+        let line = wrap(&tar, None).to_shell_line();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        let (host, log, cancel) = (self.host.name.clone(), io.log.clone(), io.cancel.clone());
+        let streaming = self.with_session(move |c| {
+            Run {
+                session: &c.session,
+                socket: &c.socket,
+                host: &host,
+                shown,
+                log: &log,
+                cancel: &cancel,
+                deadline: None,
+                limit: None,
+            }
+            .run(&line, StdoutTo::Bytes(tx))
+        });
+        let writing = async {
+            while let Some(chunk) = rx.recv().await {
+                sink.write_all(&chunk).await.map_err(|e| Error::Host {
+                    host: self.host.name.clone(),
+                    message: format!("writing the tar stream of `{remote}`: {e}"),
+                })?;
+            }
+            sink.flush().await.map_err(|e| Error::Host {
+                host: self.host.name.clone(),
+                message: format!("writing the tar stream of `{remote}`: {e}"),
+            })
+        };
+        let (streamed, written) = tokio::join!(streaming, writing);
+        written?;
+        let out = streamed?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(Error::Command {
+                host: self.host.name.clone(),
+                command: format!("tar of `{remote}`"),
+                status: out.status.to_string(),
+                tail: out.tail,
+            })
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The shared test harness of gate: real servers on loopback for every crate's tests.
+//!
+//! - [`SshFleet`]: N real OpenSSH servers (`/usr/sbin/sshd`), host *i* of a fleet on its own
+//!   127.0.0.x address, each a separate host with its own writable view of the whole
+//!   filesystem (a mount, PID and UTS namespace with an overlay over the machine's root).
+//!   [`FleetHost::exec`] runs a command *inside* a host without SSH, so tests can check a
+//!   host's files independently of the code under test. Needs root.
+//! - [`Mirror`]: the package mirror (a flat apt repository and a pip index, filled by
+//!   `scripts/fetch-mirror`) served over plain HTTP on 127.0.0.1.
+//! - [`StaticServer`]: any directory over plain HTTP on 127.0.0.1.
+//! - [`HttpsServer`]: a directory over HTTPS on 127.0.0.1, with a CA made for the test.
+//!
+//! Everything stops on `Drop` and leaves nothing behind, also when a test panics.
+//!
+//! ```no_run
+//! use gate_test_harness::SshFleet;
+//!
+//! let fleet = SshFleet::start(2)?;
+//! let host = &fleet.hosts()[0];
+//! host.exec_ok("echo hello > /root/greeting")?;
+//! // The file is on fleet-1 only, not on fleet-2 nor on the real machine.
+//! assert!(!fleet.hosts()[1].exec("test -e /root/greeting").status.success());
+//! println!("ssh -i {} root@{}", host.client_key().display(), host.address());
+//! # Ok::<(), gate_test_harness::HarnessError>(())
+//! ```
+#![deny(missing_docs)]
+
+mod addresses;
+mod banner;
+mod error;
+mod fleet;
+mod host;
+mod http;
+mod https;
+mod keeper;
+mod mirror;
+mod proc;
+mod tools;
+
+pub use error::{HarnessError, Result};
+pub use fleet::SshFleet;
+pub use host::FleetHost;
+pub use http::StaticServer;
+pub use https::HttpsServer;
+pub use mirror::Mirror;
