@@ -52,6 +52,27 @@ backend = "static"
 }
 
 const PIPELINE: &str = r#"
+[validator]
+backend = "hosts"
+reach_timeout_secs = 20
+commands = ["git", "ssh", "tar"]
+disk = [{ path = "/", min_free = "10M" }]
+keys = "skip"
+
+[preparer]
+backend = "steps"
+[[preparer.steps]]
+type = "authorized-keys"
+[[preparer.steps]]
+type = "ssh-mesh"
+# The fleet's sshd keeps its host key outside /etc/ssh: ask the servers themselves.
+known_hosts = "scan"
+[[preparer.steps]]
+type = "script"
+name = "mark prepared"
+hosts = "all"
+run = ["touch", "/etc/gate-prepared"]
+
 [deployer]
 backend = "script"
 hosts = "all"
@@ -82,8 +103,37 @@ fn a_whole_pipeline_runs_over_ssh_on_three_lab_hosts() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("keys file: 2 key(s)"));
 
+    for stage in [
+        "validate",
+        "prepare-hosts",
+        "prepare-deployment",
+        "deploy",
+        "test",
+        "archive",
+        "cleanup",
+    ] {
+        assert_eq!(ws.stage_status(stage), "passed", "{stage}");
+    }
+    let validate = ws.artifacts().join("results/validate.xml");
+    assert!(
+        std::fs::read_to_string(&validate)
+            .unwrap()
+            .contains("fleet-3"),
+        "validate.xml names every host"
+    );
     for host in fleet.hosts() {
         let name = host.name();
+        // prepare-hosts: the keys file and the run key in root's authorized_keys, once each...
+        let authorized = host.exec_ok("cat /root/.ssh/authorized_keys").unwrap();
+        for key in ["alice@example", "bob@example"] {
+            assert_eq!(authorized.matches(key).count(), 1, "{name}: {authorized}");
+        }
+        assert!(host.exec("test -e /etc/gate-prepared").status.success());
+        // ...the primary reaches every host over the mesh...
+        let from_primary = fleet.hosts()[0]
+            .exec_ok(&format!("ssh -o BatchMode=yes {name} hostname"))
+            .unwrap();
+        assert_eq!(from_primary.trim(), name);
         // deploy ran on the host itself (its own filesystem view)...
         assert_eq!(
             host.exec_ok("cat /var/log/gate-demo/deployed")
@@ -350,4 +400,80 @@ fn gate_ssh_runs_a_command_on_a_named_host() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("hosts: fleet-1, fleet-2"));
     let out = ws.run(&["cleanup", "-c", "gate.toml"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn sshd_killed_mid_deploy_names_the_host_and_archive_and_cleanup_still_run() {
+    let fleet = SshFleet::start(3).unwrap();
+    let ws = Workspace::new();
+    let (server, url) = keys_server(&ws.path().join("www"), TEAM_KEYS);
+    let deploy = r#"
+[deployer]
+backend = "script"
+hosts = "all"
+[[deployer.deploy]]
+script = 'mkdir -p /var/log/gate-demo; hostname > /var/log/gate-demo/started; sleep 30'
+timeout_secs = 120
+
+[archiver]
+paths = ["/var/log/gate-demo"]
+"#;
+    ws.config(&config(&fleet, &url, &server.ca_cert_path(), deploy));
+    let child = ws
+        .gate()
+        .args(["run", "-c", "gate.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let victim = &fleet.hosts()[1];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !fleet.hosts().iter().all(|h| {
+        h.exec("test -e /var/log/gate-demo/started")
+            .status
+            .success()
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deploy never started everywhere"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    victim.kill_sshd().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // deploy failed naming the host; archive and cleanup ran; fleet-2's reservation could
+    // not be released while its sshd is down, so cleanup reports it: exit 3.
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(ws.stage_status("deploy"), "failed");
+    assert!(stderr.contains("host fleet-2: unreachable"), "{stderr}");
+    assert_eq!(ws.stage_status("archive"), "failed");
+    assert_eq!(ws.stage_status("cleanup"), "failed");
+    for name in ["fleet-1", "fleet-3"] {
+        let archived = ws.artifacts().join(name).join("var/log/gate-demo/started");
+        assert_eq!(std::fs::read_to_string(archived).unwrap().trim(), name);
+        let host = fleet.hosts().iter().find(|h| h.name() == name).unwrap();
+        assert!(
+            !host
+                .exec("test -e /var/lock/gate-reservation")
+                .status
+                .success(),
+            "{name} released"
+        );
+    }
+    let live = ws.live();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(live[0].spec.name, "fleet-2");
+
+    // Once the host is back, `gate cleanup` frees what was left.
+    victim.restart_sshd().unwrap();
+    let out = ws.run(&["cleanup", "-c", "gate.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(ws.live().is_empty());
+    assert!(
+        !victim
+            .exec("test -e /var/lock/gate-reservation")
+            .status
+            .success()
+    );
 }
