@@ -477,3 +477,42 @@ paths = ["/var/log/gate-demo"]
             .success()
     );
 }
+
+#[test]
+fn the_keys_file_is_fetched_once_per_run_from_file_and_http_urls() {
+    let ws = Workspace::new();
+    let www = ws.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("keys"), TEAM_KEYS).unwrap();
+    let server = gate_test_harness::StaticServer::start(&www).unwrap();
+    for url in [
+        format!("file://{}", www.join("keys").display()),
+        www.join("keys").display().to_string(),
+        server.url("keys"),
+    ] {
+        ws.config(&format!(
+            "[run]\nkeys_file = \"{url}\"\n[provider]\nhosts = 1\n"
+        ));
+        let out = ws.run(&["run", "-c", "gate.toml", "--to", "allocate"]);
+        assert_eq!(out.status.code(), Some(0), "{url}: {}", text(&out));
+        let saved: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(ws.state().join("keys/keys_file.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(saved["source"], url.as_str());
+        assert_eq!(saved["keys"].as_array().unwrap().len(), 2, "{url}");
+        // Later stages read the saved copy: the source may disappear.
+        let fetched_before = server.requests().len();
+        let out = ws.run(&["stage", "cleanup", "-c", "gate.toml"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(
+            server.requests().len(),
+            fetched_before,
+            "cleanup fetched the keys again"
+        );
+    }
+    ws.config("[run]\nkeys_file = \"ftp://example.invalid/keys\"\n");
+    let out = ws.run(&["run", "-c", "gate.toml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only https://, http:// and file://"));
+}

@@ -108,19 +108,25 @@ impl Step {
 /// (non-empty) and `script`, and that env names are valid; errors name file, section and key.
 pub fn check_steps(section: &BackendConfig, key: &str, steps: &[Step]) -> Result<()> {
     for (i, step) in steps.iter().enumerate() {
-        let at = format!("{key}[{i}]");
-        match (&step.run, &step.script) {
-            (Some(run), None) if !run.is_empty() => {}
-            (Some(_), None) => return Err(section.error(format!("{at}.run"), "is empty")),
-            (None, Some(_)) => {}
-            (Some(_), Some(_)) => {
-                return Err(section.error(at, "give either `run` or `script`, not both"));
-            }
-            (None, None) => return Err(section.error(at, "needs `run` or `script`")),
+        check_step(section, &format!("{key}[{i}]"), step)?;
+    }
+    Ok(())
+}
+
+/// Checks one step found at key `at` (e.g. `deploy[2]`): exactly one of `run` (non-empty)
+/// and `script`, and valid env names.
+pub fn check_step(section: &BackendConfig, at: &str, step: &Step) -> Result<()> {
+    match (&step.run, &step.script) {
+        (Some(run), None) if !run.is_empty() => {}
+        (Some(_), None) => return Err(section.error(format!("{at}.run"), "is empty")),
+        (None, Some(_)) => {}
+        (Some(_), Some(_)) => {
+            return Err(section.error(at, "give either `run` or `script`, not both"));
         }
-        for name in step.env.keys() {
-            check_env_name(section, &format!("{at}.env"), name)?;
-        }
+        (None, None) => return Err(section.error(at, "needs `run` or `script`")),
+    }
+    for name in step.env.keys() {
+        check_env_name(section, &format!("{at}.env"), name)?;
     }
     Ok(())
 }

@@ -46,7 +46,7 @@ pub(super) fn step(
         .map_err(|_| section.error(format!("{at}.type"), "must be a string"))?;
     if kind == "script" {
         let step: Step = parse_at(section, at, config::Value::new(None, table))?;
-        check_script(section, at, &step)?;
+        gate_core::steps::check_step(section, at, &step)?;
         return Ok(PrepStep {
             name: step.name.clone().unwrap_or_else(|| step.display_name(0)),
             hosts: step.hosts.unwrap_or(Hosts::All),
@@ -131,22 +131,6 @@ fn kind_name(kind: &StepKind) -> &'static str {
         StepKind::Devices(_) => "devices",
         StepKind::Script(_) => "script",
     }
-}
-
-fn check_script(section: &BackendConfig, at: &str, step: &Step) -> Result<()> {
-    match (&step.run, &step.script) {
-        (Some(run), None) if !run.is_empty() => {}
-        (Some(_), None) => return Err(section.error(format!("{at}.run"), "is empty")),
-        (None, Some(_)) => {}
-        (Some(_), Some(_)) => {
-            return Err(section.error(at, "give either `run` or `script`, not both"));
-        }
-        (None, None) => return Err(section.error(at, "needs `run` or `script`")),
-    }
-    for name in step.env.keys() {
-        check_env_name(section, &format!("{at}.env"), name)?;
-    }
-    Ok(())
 }
 
 /// A non-empty list of single words that cannot be taken for options.
