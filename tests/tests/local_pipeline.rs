@@ -62,6 +62,22 @@ fn assert_example_effects(ws: &Workspace) {
             read("logs/deploy.log"),
             "deployed 27.1.0\nupgraded 27.1.0 to 27.2.0\n"
         );
+        // the `hooks` deployer: pre before run, post after it with the job status, under
+        // the GATE_* and the RE_* names; what `run` left in its result dir came home
+        assert_eq!(
+            read("logs/hooks.log"),
+            "deploy pre\ndeploy post SUCCESS\nupgrade post SUCCESS\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(
+                ws.artifacts()
+                    .join("hooks")
+                    .join(host)
+                    .join("deploy/results/deploy.txt")
+            )
+            .unwrap(),
+            format!("{host} ok\n")
+        );
         // gate's own per-host logs of each stage
         for stage in ["prepare-deployment", "deploy", "test", "upgrade"] {
             assert!(
@@ -232,7 +248,9 @@ fn providers_lists_every_registered_backend() {
     let out = ws.run(&["providers"]);
     assert_eq!(out.status.code(), Some(0));
     let listing = String::from_utf8_lossy(&out.stdout);
-    for name in ["local", "script", "command", "plain"] {
+    for name in [
+        "local", "script", "hooks", "osa", "rpco", "command", "plain",
+    ] {
         assert!(listing.contains(name), "{listing}");
     }
 }

@@ -416,8 +416,9 @@ fn json_events_parse_line_by_line_and_their_stage_events_match_run_json() {
     assert_eq!(stage_started, recorded_names);
     assert_eq!(started.len(), 7, "the example runs 7 configured stages");
 
-    // 3 hosts × (1 prepare + 1 deploy + 1 upgrade step) + 7 tests, each started and ended
-    assert_eq!(count("host-step"), 2 * (3 * 3 + 7));
+    // 3 hosts × (the hooks prepare/run, deploy/pre, deploy/run, deploy/post, upgrade/run,
+    // upgrade/post) + 7 tests, each started and ended
+    assert_eq!(count("host-step"), 2 * (3 * 6 + 7));
     assert_eq!(count("resource-created"), 4);
     assert_eq!(count("resource-deleted"), 4);
     let counts = events.iter().find(|e| kind(e) == "test-counts").unwrap();

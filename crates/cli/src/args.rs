@@ -45,8 +45,13 @@ pub enum Cmd {
     Ssh(SshArgs),
     /// Print the run's hosts for other tools: an Ansible inventory, JSON or ssh_config.
     Inventory(InventoryArgs),
+    /// Convert, merge and summarize JUnit XML (subunit v2 → JUnit, streaming).
+    Junit(JunitArgs),
     /// List every registered backend by role.
     Providers,
+    /// Write a declarative Jenkinsfile running each stage as `gate stage` on the right node
+    /// (or, with --format jjb, a Jenkins Job Builder template).
+    Jenkinsfile(crate::jenkinsfile::JenkinsfileArgs),
     /// Print a shell completion script, e.g. `gate completions bash > /etc/bash_completion.d/gate`.
     Completions(CompletionsArgs),
     /// Print the man page (roff), or write one page per subcommand with --dir.
@@ -181,6 +186,58 @@ pub struct InventoryArgs {
     /// The format.
     #[arg(long, value_enum, default_value = "json")]
     pub format: InventoryFormat,
+}
+
+/// `gate junit`.
+#[derive(Debug, Clone, Args)]
+pub struct JunitArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: JunitAction,
+}
+
+/// The `gate junit` actions.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum JunitAction {
+    /// Convert a subunit v2 stream (IN, `-` for stdin) into JUnit XML (OUT), streaming:
+    /// memory stays flat however long the stream.
+    Convert {
+        /// The input format.
+        #[arg(long, value_enum, default_value = "subunit")]
+        from: JunitFrom,
+        /// The JUnit suite name.
+        #[arg(long, default_value = "tests")]
+        suite: String,
+        /// The stream to read (`-`: standard input).
+        input: PathBuf,
+        /// The JUnit file to write.
+        output: PathBuf,
+    },
+    /// Merge JUnit files into one `<testsuites>` file.
+    Merge {
+        /// The file to write.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// The files to merge.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// Counts, the slowest tests and every failure of JUnit files.
+    Summary {
+        /// How many of the slowest tests to list.
+        #[arg(long, default_value = "10")]
+        slowest: usize,
+        /// The files to read.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+}
+
+/// Input formats of `gate junit convert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JunitFrom {
+    /// subunit v2 (Tempest, stestr, python-subunit).
+    Subunit,
 }
 
 /// `gate status`.

@@ -24,7 +24,7 @@ pub const SECTIONS: &[(&str, Option<&str>)] = &[
     ("deployer", None),
     ("tester", None),
     ("publisher", None),
-    ("archiver", Some("plain")),
+    ("archiver", Some("streamed")),
 ];
 
 /// `[run]`: where state and artifacts go and how the run behaves.
@@ -302,6 +302,6 @@ mod tests {
     fn the_embedded_example_loads() {
         let cfg = GateConfig::from_text(EMBEDDED_NAME, EMBEDDED, &[]).unwrap();
         assert_eq!(cfg.sections["provider"].backend(), "local");
-        assert_eq!(cfg.sections["archiver"].backend(), "plain");
+        assert_eq!(cfg.sections["archiver"].backend(), "streamed");
     }
 }

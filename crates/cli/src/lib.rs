@@ -18,6 +18,8 @@
 pub mod args;
 pub mod commands;
 pub mod config;
+pub mod jenkinsfile;
+pub mod junit;
 pub mod keys;
 pub mod output;
 pub mod remote;
@@ -71,7 +73,9 @@ pub fn run(cli: Cli, extra: &[fn(&mut Registry)]) -> i32 {
             Cmd::Exec(args) => remote::exec(args, &registry).await,
             Cmd::Ssh(args) => remote::ssh(args),
             Cmd::Inventory(args) => remote::inventory(args),
+            Cmd::Junit(args) => junit::run(args),
             Cmd::Providers => commands::providers(&registry),
+            Cmd::Jenkinsfile(args) => jenkinsfile::jenkinsfile(args),
             Cmd::Completions(args) => commands::completions(args),
             Cmd::Man(args) => commands::man(args),
         }

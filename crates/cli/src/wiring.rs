@@ -14,8 +14,12 @@ pub fn registry(extra: &[fn(&mut Registry)]) -> Registry {
     gate_ssh::register(&mut registry);
     gate_providers_local::register(&mut registry);
     gate_deployers_script::register(&mut registry);
+    gate_deployers_osa::register(&mut registry);
+    gate_deployers_rpco::register(&mut registry);
     gate_testers::register(&mut registry);
     gate_hosts::register(&mut registry);
+    gate_agents::register(&mut registry);
+    gate_artifacts::register(&mut registry);
     for register in extra {
         register(&mut registry);
     }

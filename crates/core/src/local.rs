@@ -223,6 +223,90 @@ impl Transport for LocalTransport {
             })
         }
     }
+
+    async fn exec_to(
+        &self,
+        cmd: &Command,
+        sink: &mut (dyn AsyncWrite + Send + Unpin),
+        io: &ExecIo<'_>,
+    ) -> Result<ExecOutput> {
+        io.log.note(&format!("$ {cmd} (output streamed)"));
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new(cmd.program());
+        child
+            .args(cmd.arg_list())
+            .current_dir(self.resolve(cmd.working_dir().unwrap_or(".")))
+            .env("HOME", &self.home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        for (key, value) in cmd.env_list() {
+            child.env(key, value.expose());
+        }
+        let mut child = child.spawn().map_err(|e| self.spawn_error(cmd, e))?;
+        let group = child.id().map(|pid| nix::unistd::Pid::from_raw(pid as i32));
+        let kill_group = || {
+            if let Some(group) = group {
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            }
+        };
+        let mut stdout = child.stdout.take();
+        let mut err = child.stderr.take().map(|s| BufReader::new(s).lines());
+        let mut collector = OutputCollector::new(io.log);
+        let copying = async {
+            match stdout.as_mut() {
+                Some(out) => tokio::io::copy(out, sink).await.map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        tokio::pin!(copying);
+        let mut copied = false;
+        loop {
+            tokio::select! {
+                done = &mut copying, if !copied => {
+                    copied = true;
+                    if let Err(e) = done {
+                        kill_group();
+                        let _ = child.wait().await;
+                        return Err(Error::Host {
+                            host: self.host.name.clone(),
+                            message: format!("streaming the output of `{cmd}`: {e}"),
+                        });
+                    }
+                }
+                line = next_line(&mut err) => match line {
+                    Some(line) => collector.push(Stream::Stderr, &line),
+                    None => err = None,
+                },
+                () = io.cancel.cancelled() => {
+                    kill_group();
+                    let _ = child.wait().await;
+                    io.log.note("cancelled: killed the command");
+                    return Err(Error::Cancelled);
+                }
+            }
+            if copied && err.is_none() {
+                break;
+            }
+        }
+        let status = child.wait().await.map_err(|e| self.spawn_error(cmd, e))?;
+        kill_group();
+        let status = match (
+            status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&status),
+        ) {
+            (Some(code), _) => ExitStatus::Code(code),
+            (None, Some(sig)) => ExitStatus::Signal(sig),
+            (None, None) => ExitStatus::Code(-1),
+        };
+        io.log.note(&format!(
+            "{status} after {:.1}s",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(collector.finish(status, started.elapsed()))
+    }
 }
 
 async fn next_line<R>(lines: &mut Option<tokio::io::Lines<R>>) -> Option<String>

@@ -54,6 +54,24 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
         sink: &mut (dyn AsyncWrite + Send + Unpin),
         io: &ExecIo<'_>,
     ) -> Result<()>;
+
+    /// Runs `cmd` to completion with its standard output written, raw and unbuffered by
+    /// lines, into `sink` (standard error goes to the log and the tail as usual): a tar
+    /// stream of several paths, compressed on the host. A non-zero exit is not an error
+    /// here; failing to write to `sink` is (the command is killed). Transports that cannot
+    /// stream say so.
+    async fn exec_to(
+        &self,
+        cmd: &Command,
+        sink: &mut (dyn AsyncWrite + Send + Unpin),
+        io: &ExecIo<'_>,
+    ) -> Result<ExecOutput> {
+        let _ = (cmd, sink, io);
+        Err(Error::Host {
+            host: self.host().name.clone(),
+            message: "this transport cannot stream a command's output".into(),
+        })
+    }
 }
 
 /// Conveniences for every [`Transport`].

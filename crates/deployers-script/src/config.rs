@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 
 use gate_core::EnvValue;
 use gate_core::steps::{Hosts, Step};
+use gate_deploy::UpgradeChecksConfig;
 use serde::Deserialize;
 
 /// Settings of the `script` deployer.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptConfig {
     /// Where steps run unless a step says: `primary` (default) or `all`.
@@ -28,6 +29,9 @@ pub struct ScriptConfig {
     /// Steps of `upgrade`.
     #[serde(default)]
     pub upgrade: Vec<Step>,
+    /// Probes around the upgrade (see the `gate-deploy` crate).
+    #[serde(default)]
+    pub upgrade_checks: UpgradeChecksConfig,
 }
 
 fn default_timeout() -> u64 {

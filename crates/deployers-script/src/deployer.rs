@@ -6,12 +6,15 @@ use async_trait::async_trait;
 use gate_core::steps::{Step, base_env, check_env_name, check_steps, require_success, run_step};
 use gate_core::{BackendConfig, Deployer, Result, StageContext, StageOutcome, all_ok};
 
+use gate_deploy::UpgradeChecks;
+
 use crate::config::ScriptConfig;
 
 /// The `script` deployer.
 #[derive(Debug, Clone)]
 pub struct ScriptDeployer {
     config: ScriptConfig,
+    checks: UpgradeChecks,
 }
 
 impl ScriptDeployer {
@@ -28,7 +31,9 @@ impl ScriptDeployer {
         for name in config.env.keys() {
             check_env_name(section, "env", name)?;
         }
-        Ok(Self { config })
+        let checks =
+            UpgradeChecks::from_config(section, "upgrade_checks", &config.upgrade_checks, None)?;
+        Ok(Self { config, checks })
     }
 
     async fn run_steps(
@@ -65,7 +70,17 @@ impl Deployer for ScriptDeployer {
     }
 
     async fn upgrade(&self, cx: &StageContext) -> Result<StageOutcome> {
-        self.run_steps(cx, "upgrade", &self.config.upgrade).await
+        if self.config.upgrade.is_empty() {
+            return self.run_steps(cx, "upgrade", &self.config.upgrade).await;
+        }
+        let lifetime = Duration::from_secs(self.config.timeout_secs) * 4;
+        self.checks
+            .around(
+                cx,
+                lifetime,
+                self.run_steps(cx, "upgrade", &self.config.upgrade),
+            )
+            .await
     }
 }
 

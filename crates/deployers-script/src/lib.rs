@@ -1,4 +1,6 @@
-//! gate-deployers-script: the generic `script` deployer.
+//! gate-deployers-script: the generic deployers, `script` and `hooks`.
+//!
+//! ## `script`
 //!
 //! Runs configured steps (see [`gate_core::steps`]) for `prepare-deployment`, `deploy` and
 //! `upgrade`, in order, on the primary or on every host. A stage with no steps is recorded
@@ -16,24 +18,52 @@
 //! [[deployer.deploy]]
 //! run = ["deploy/run.sh", "--all"]
 //! ```
+//!
+//! ## `hooks`
+//!
+//! The repository under test carries its own gating hooks: `gating/<action>/pre`
+//! (optional, tried up to 3 times), `run` (required) and `post` (optional, always runs,
+//! never changes the result). Each stage is an action (`prepare`, `deploy`, `upgrade`);
+//! the hooks run from the repository with `GATE_*` variables (job name, action, scenario,
+//! image, branch, artifact and result directories, and for `post` the job status), each
+//! also exported under its `RE_*` name so existing repositories work unchanged.
+//!
+//! ```toml
+//! [deployer]
+//! backend = "hooks"
+//! repo = "https://git.example/project.git"   # or leave it out: the repository is at `path`
+//! version = "refs/pull/42/head"
+//! path = "/opt/project"
+//! scenario = "functional"
+//! ```
 #![deny(missing_docs)]
 
 mod config;
 mod deployer;
+mod hooks;
+mod hooks_config;
 
 pub use config::ScriptConfig;
 pub use deployer::ScriptDeployer;
+pub use hooks::HooksDeployer;
+pub use hooks_config::{Actions, HooksConfig};
 
 use std::sync::Arc;
 
 use gate_core::Registry;
 
-/// The registry name of the deployer.
+/// The registry name of the `script` deployer.
 pub const NAME: &str = "script";
 
-/// Registers the `script` deployer.
+/// The registry name of the `hooks` deployer.
+pub const HOOKS: &str = "hooks";
+
+/// Registers the `script` and `hooks` deployers.
 pub fn register(registry: &mut Registry) {
     registry.add_deployer(NAME, |config| {
         Ok(Arc::new(ScriptDeployer::from_config(config)?))
+    });
+    registry.add_deployer(HOOKS, |config| {
+        Ok(Arc::new(HooksDeployer::from_config(config)?))
     });
 }

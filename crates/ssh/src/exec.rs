@@ -18,30 +18,33 @@ const PGID_MARK: &str = "\u{1f}GATE_PGID ";
 /// Marks the line that reports the command's exit code (stderr, last).
 const EXIT_MARK: &str = "\u{1f}GATE_EXIT ";
 
-/// Runs `"$@"` in a new session (so its process group holds everything it starts), and
-/// reports that group first and the exit code last, so a lost connection cannot pass for
-/// an exit code.
-const WRAPPER: &str = r#"printf '\037GATE_PGID %s\n' "$$" >&2; "$@"; rc=$?; printf '\037GATE_EXIT %s\n' "$rc" >&2; exit "$rc""#;
-
-/// `cmd` wrapped for remote execution, with `home` as the default working directory.
-pub fn wrap(cmd: &Command, home: Option<&str>) -> Command {
-    let mut wrapped = Command::new("setsid")
-        .args(["-w", "sh", "-c", WRAPPER, "gate"])
-        .arg(cmd.program())
-        .args(cmd.arg_list().iter().cloned());
+/// The command line for `cmd` on a host, with `home` as the default working directory.
+///
+/// sshd runs each command through the user's login shell, which it makes a session and
+/// process group leader: everything the command starts is in the process group `$$` of
+/// that shell. The line reports that group first and the exit code last (on stderr, marked),
+/// so a timeout or cancel can kill the whole group and a lost connection cannot pass for an
+/// exit code. It needs a POSIX login shell (sh, bash, dash, zsh), and runs the program
+/// directly from it: no extra shell or `setsid` per command.
+pub fn wrap(cmd: &Command, home: Option<&str>) -> String {
+    let mut program = Command::new(cmd.program()).args(cmd.arg_list().iter().cloned());
     for (key, value) in cmd.env_list() {
-        wrapped = wrapped.env(key.clone(), value.clone());
+        program = program.env(key.clone(), value.clone());
     }
+    let body = format!(
+        r#"{{ printf '\037GATE_PGID %s\n' "$$" >&2; {}; rc=$?; printf '\037GATE_EXIT %s\n' "$rc" >&2; exit "$rc"; }}"#,
+        program.to_shell_line()
+    );
     let cwd = match (cmd.working_dir(), home) {
         (Some(dir), Some(home)) if !dir.starts_with('/') => Some(format!("{home}/{dir}")),
         (Some(dir), _) => Some(dir.to_owned()),
         (None, Some(home)) => Some(home.to_owned()),
         (None, None) => None,
     };
-    if let Some(cwd) = cwd {
-        wrapped = wrapped.cwd(cwd);
+    match cwd {
+        Some(dir) => format!("cd {} && {body}", gate_core::shell_quote(&dir)),
+        None => body,
     }
-    wrapped
 }
 
 /// Splits a byte stream into lines.
@@ -267,7 +270,7 @@ mod tests {
             .args(["%s|", nasty])
             .env("X", "1")
             .cwd("/tmp");
-        let line = wrap(&cmd, None).to_shell_line();
+        let line = wrap(&cmd, None);
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(&line)
@@ -277,8 +280,7 @@ mod tests {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.starts_with(PGID_MARK), "{stderr:?}");
         assert!(stderr.contains(&format!("{EXIT_MARK}0")), "{stderr:?}");
-        let failing =
-            wrap(&Command::new("sh").args(["-c", "exit 7"]), Some("/tmp")).to_shell_line();
+        let failing = wrap(&Command::new("sh").args(["-c", "exit 7"]), Some("/tmp"));
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(&failing)

@@ -65,7 +65,7 @@ fn upload_into(sftp: &Sftp, local: &Path, remote: &Path) -> Result<(), Failure> 
         let mut from = std::fs::File::open(local).map_err(|e| fail(local, e))?;
         let mut to = sftp.create(remote).map_err(|e| fail(remote, e))?;
         io::copy(&mut from, &mut to).map_err(|e| fail(remote, e))?;
-        let mut stat = ssh2::FileStat {
+        let stat = ssh2::FileStat {
             size: None,
             uid: None,
             gid: None,
@@ -73,7 +73,6 @@ fn upload_into(sftp: &Sftp, local: &Path, remote: &Path) -> Result<(), Failure> 
             atime: None,
             mtime: None,
         };
-        stat.size = None;
         sftp.setstat(remote, stat).map_err(|e| fail(remote, e))
     }
 }

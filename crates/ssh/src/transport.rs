@@ -74,6 +74,50 @@ impl SshTransport {
         })?
     }
 
+    /// Runs `cmd` (in `home` when given) with its stdout streamed raw into `sink`.
+    async fn stream(
+        &self,
+        cmd: &Command,
+        home: Option<&str>,
+        sink: &mut (dyn AsyncWrite + Send + Unpin),
+        io: &ExecIo<'_>,
+    ) -> Result<ExecOutput> {
+        let shown = cmd.to_string();
+        io.log.note(&format!("$ {shown} (output streamed)"));
+        let line = wrap(cmd, home);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        let (host, log, cancel) = (self.host.name.clone(), io.log.clone(), io.cancel.clone());
+        let streaming = self.with_session(move |c| {
+            Run {
+                session: &c.session,
+                socket: &c.socket,
+                host: &host,
+                shown,
+                log: &log,
+                cancel: &cancel,
+                deadline: None,
+                limit: None,
+            }
+            .run(&line, StdoutTo::Bytes(tx))
+        });
+        // Owns `rx`, so a failed write drops it and the command is killed, not left
+        // blocked on a full channel.
+        let writing = async move {
+            let failed = |e: std::io::Error| Error::Host {
+                host: self.host.name.clone(),
+                message: format!("writing the output of `{cmd}`: {e}"),
+            };
+            while let Some(chunk) = rx.recv().await {
+                // On failure `rx` is dropped here, so the command is killed.
+                sink.write_all(&chunk).await.map_err(failed)?;
+            }
+            sink.flush().await.map_err(failed)
+        };
+        let (streamed, written) = tokio::join!(streaming, writing);
+        written?;
+        streamed
+    }
+
     fn sftp_error(&self, action: &str, failure: sftp::Failure) -> Error {
         Error::Host {
             host: self.host.name.clone(),
@@ -91,7 +135,7 @@ impl Transport for SshTransport {
     async fn exec(&self, cmd: &Command, io: &ExecIo<'_>) -> Result<ExecOutput> {
         let shown = cmd.to_string();
         io.log.note(&format!("$ {shown}"));
-        let line = wrap(cmd, self.host.home.as_deref()).to_shell_line();
+        let line = wrap(cmd, self.host.home.as_deref());
         let (host, log, cancel) = (self.host.name.clone(), io.log.clone(), io.cancel.clone());
         let limit = cmd.time_limit();
         let deadline = limit.map(|limit| Instant::now() + limit);
@@ -149,38 +193,7 @@ impl Transport for SshTransport {
             .arg(parent.display().to_string())
             .args(["-cf", "-", "--"])
             .arg(name.to_string_lossy().into_owned());
-        let shown = tar.to_string();
-        let line = wrap(&tar, None).to_shell_line();
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
-        let (host, log, cancel) = (self.host.name.clone(), io.log.clone(), io.cancel.clone());
-        let streaming = self.with_session(move |c| {
-            Run {
-                session: &c.session,
-                socket: &c.socket,
-                host: &host,
-                shown,
-                log: &log,
-                cancel: &cancel,
-                deadline: None,
-                limit: None,
-            }
-            .run(&line, StdoutTo::Bytes(tx))
-        });
-        let writing = async {
-            while let Some(chunk) = rx.recv().await {
-                sink.write_all(&chunk).await.map_err(|e| Error::Host {
-                    host: self.host.name.clone(),
-                    message: format!("writing the tar stream of `{remote}`: {e}"),
-                })?;
-            }
-            sink.flush().await.map_err(|e| Error::Host {
-                host: self.host.name.clone(),
-                message: format!("writing the tar stream of `{remote}`: {e}"),
-            })
-        };
-        let (streamed, written) = tokio::join!(streaming, writing);
-        written?;
-        let out = streamed?;
+        let out = self.stream(&tar, None, sink, io).await?;
         if out.status.success() {
             Ok(())
         } else {
@@ -191,5 +204,14 @@ impl Transport for SshTransport {
                 tail: out.tail,
             })
         }
+    }
+
+    async fn exec_to(
+        &self,
+        cmd: &Command,
+        sink: &mut (dyn AsyncWrite + Send + Unpin),
+        io: &ExecIo<'_>,
+    ) -> Result<ExecOutput> {
+        self.stream(cmd, self.host.home.as_deref(), sink, io).await
     }
 }

@@ -18,6 +18,7 @@
 
 mod command;
 mod config;
+pub mod subunit;
 
 pub use command::CommandTester;
 pub use config::CommandConfig;

@@ -9,6 +9,12 @@
 //!   `scripts/fetch-mirror`) served over plain HTTP on 127.0.0.1.
 //! - [`StaticServer`]: any directory over plain HTTP on 127.0.0.1.
 //! - [`HttpsServer`]: a directory over HTTPS on 127.0.0.1, with a CA made for the test.
+//! - [`GitServer`] / [`GitRepo`]: real git repositories served by `git daemon` on
+//!   127.0.0.1, with branches, tags and pull-request refs; [`deploy_repos`] lays out
+//!   lookalikes of openstack-ansible and rpc-openstack whose scripts record what they saw.
+//! - [`JenkinsSim`]: a simulator of the Jenkins REST endpoints gate uses (nodes, crumbs,
+//!   agent secrets, `agent.jar`), with faults, on 127.0.0.1.
+//! - [`S3Server`]: a real S3 server (`s3s-fs`) on 127.0.0.1, objects in a temporary directory.
 //!
 //! Everything stops on `Drop` and leaves nothing behind, also when a test panics.
 //!
@@ -27,19 +33,26 @@
 
 mod addresses;
 mod banner;
+pub mod deploy_repos;
 mod error;
 mod fleet;
+mod git;
 mod host;
 mod http;
 mod https;
+mod jenkins;
 mod keeper;
 mod mirror;
 mod proc;
+mod s3;
 mod tools;
 
 pub use error::{HarnessError, Result};
 pub use fleet::SshFleet;
+pub use git::{GitRepo, GitServer};
 pub use host::FleetHost;
 pub use http::StaticServer;
 pub use https::HttpsServer;
+pub use jenkins::{JenkinsSim, SimNode, SimRequest};
 pub use mirror::Mirror;
+pub use s3::S3Server;

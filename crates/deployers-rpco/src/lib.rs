@@ -1,0 +1,41 @@
+//! gate-deployers-rpco: the `rpco` deployer, rpc-openstack on the primary host.
+//!
+//! - `prepare-deployment`: check rpc-openstack out at a version (branch, tag, commit,
+//!   `refs/pull/N/head`, `latest`), run `scripts/deploy.sh` in bootstrap-only mode
+//!   (`DEPLOY_OA=no DEPLOY_RPC=no`), write the gating variables to
+//!   `user_zzz_gating_variables.yml`.
+//! - `deploy`: `scripts/deploy.sh` with `DEPLOY_OA=yes DEPLOY_RPC=yes` and every typed flag
+//!   as `DEPLOY_<FLAG>=yes|no`.
+//! - `upgrade`: check out `upgrade_to`, run the repository's upgrade script
+//!   non-interactively, then the post-upgrade check — inside the upgrade checks
+//!   ([`gate_deploy::UpgradeChecks`]).
+//!
+//! ```toml
+//! [deployer]
+//! backend = "rpco"
+//! version = "r16.2.0"
+//! upgrade_to = "latest:r17."
+//! flags = { aio = true, ceph = true, elk = true }
+//! gating_variables = { maas_use_api = false }
+//! ```
+#![deny(missing_docs)]
+
+mod config;
+mod deployer;
+
+pub use config::{DEFAULT_REPO, DeployFlags, RpcoConfig};
+pub use deployer::{GATING_VARIABLES, RpcoDeployer};
+
+use std::sync::Arc;
+
+use gate_core::Registry;
+
+/// The registry name of the deployer.
+pub const NAME: &str = "rpco";
+
+/// Registers the `rpco` deployer.
+pub fn register(registry: &mut Registry) {
+    registry.add_deployer(NAME, |config| {
+        Ok(Arc::new(RpcoDeployer::from_config(config)?))
+    });
+}
