@@ -55,6 +55,26 @@ impl LocalTransport {
         self.home.join(remote)
     }
 
+    /// Starts `cmd` in the host directory, in a process group of its own.
+    fn spawn(&self, cmd: &Command) -> Result<(tokio::process::Child, ProcessGroup)> {
+        let mut child = tokio::process::Command::new(cmd.program());
+        child
+            .args(cmd.arg_list())
+            .current_dir(self.resolve(cmd.working_dir().unwrap_or(".")))
+            .env("HOME", &self.home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        for (key, value) in cmd.env_list() {
+            child.env(key, value.expose());
+        }
+        let child = child.spawn().map_err(|e| self.spawn_error(cmd, e))?;
+        let group = ProcessGroup(child.id().map(|pid| nix::unistd::Pid::from_raw(pid as i32)));
+        Ok((child, group))
+    }
+
     fn spawn_error(&self, cmd: &Command, e: std::io::Error) -> Error {
         Error::Host {
             host: self.host.name.clone(),
@@ -72,26 +92,8 @@ impl Transport for LocalTransport {
     async fn exec(&self, cmd: &Command, io: &ExecIo<'_>) -> Result<ExecOutput> {
         io.log.note(&format!("$ {cmd}"));
         let started = Instant::now();
-        let mut child = tokio::process::Command::new(cmd.program());
-        child
-            .args(cmd.arg_list())
-            .current_dir(self.resolve(cmd.working_dir().unwrap_or(".")))
-            .env("HOME", &self.home)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        for (key, value) in cmd.env_list() {
-            child.env(key, value.expose());
-        }
-        let mut child = child.spawn().map_err(|e| self.spawn_error(cmd, e))?;
-        let group = child.id().map(|pid| nix::unistd::Pid::from_raw(pid as i32));
-        let kill_group = || {
-            if let Some(group) = group {
-                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-            }
-        };
+        let (mut child, group) = self.spawn(cmd)?;
+        let kill_group = || group.kill();
 
         let mut out = child.stdout.take().map(|s| BufReader::new(s).lines());
         let mut err = child.stderr.take().map(|s| BufReader::new(s).lines());
@@ -140,14 +142,7 @@ impl Transport for LocalTransport {
         let status = child.wait().await.map_err(|e| self.spawn_error(cmd, e))?;
         // The command is done; anything it left running in its group goes with it.
         kill_group();
-        let status = match (
-            status.code(),
-            std::os::unix::process::ExitStatusExt::signal(&status),
-        ) {
-            (Some(code), _) => ExitStatus::Code(code),
-            (None, Some(sig)) => ExitStatus::Signal(sig),
-            (None, None) => ExitStatus::Code(-1),
-        };
+        let status = exit_status(status);
         io.log.note(&format!(
             "{status} after {:.1}s",
             started.elapsed().as_secs_f64()
@@ -232,26 +227,8 @@ impl Transport for LocalTransport {
     ) -> Result<ExecOutput> {
         io.log.note(&format!("$ {cmd} (output streamed)"));
         let started = Instant::now();
-        let mut child = tokio::process::Command::new(cmd.program());
-        child
-            .args(cmd.arg_list())
-            .current_dir(self.resolve(cmd.working_dir().unwrap_or(".")))
-            .env("HOME", &self.home)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        for (key, value) in cmd.env_list() {
-            child.env(key, value.expose());
-        }
-        let mut child = child.spawn().map_err(|e| self.spawn_error(cmd, e))?;
-        let group = child.id().map(|pid| nix::unistd::Pid::from_raw(pid as i32));
-        let kill_group = || {
-            if let Some(group) = group {
-                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-            }
-        };
+        let (mut child, group) = self.spawn(cmd)?;
+        let kill_group = || group.kill();
         let mut stdout = child.stdout.take();
         let mut err = child.stderr.take().map(|s| BufReader::new(s).lines());
         let mut collector = OutputCollector::new(io.log);
@@ -293,19 +270,37 @@ impl Transport for LocalTransport {
         }
         let status = child.wait().await.map_err(|e| self.spawn_error(cmd, e))?;
         kill_group();
-        let status = match (
-            status.code(),
-            std::os::unix::process::ExitStatusExt::signal(&status),
-        ) {
-            (Some(code), _) => ExitStatus::Code(code),
-            (None, Some(sig)) => ExitStatus::Signal(sig),
-            (None, None) => ExitStatus::Code(-1),
-        };
+        let status = exit_status(status);
         io.log.note(&format!(
             "{status} after {:.1}s",
             started.elapsed().as_secs_f64()
         ));
         Ok(collector.finish(status, started.elapsed()))
+    }
+}
+
+/// The process group of a started command: everything it started.
+#[derive(Debug, Clone, Copy)]
+struct ProcessGroup(Option<nix::unistd::Pid>);
+
+impl ProcessGroup {
+    /// SIGKILLs the whole group (a group already gone is fine).
+    fn kill(self) {
+        if let Some(group) = self.0 {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// How a local process ended.
+fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
+    match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
+        (Some(code), _) => ExitStatus::Code(code),
+        (None, Some(sig)) => ExitStatus::Signal(sig),
+        (None, None) => ExitStatus::Code(-1),
     }
 }
 
