@@ -15,7 +15,8 @@ use crate::transport::TransportExt;
 /// The registry name of the plain archiver.
 pub const PLAIN: &str = "plain";
 
-/// `[archiver]` with `backend = "plain"` (the default).
+/// `[archiver]` with `backend = "plain"`: copies through the transport, uncapped (the CLI
+/// defaults to the streamed archiver of gate-artifacts).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlainArchiverConfig {
