@@ -177,6 +177,24 @@ impl Workspace {
     }
 }
 
+/// The config lines that make `fleet` a run's lab hosts: `[transport.ssh]` with the fleet's
+/// key and short waits, and the `static` provider listing every host. Append the rest.
+pub fn static_lab_config(fleet: &gate_test_harness::SshFleet) -> String {
+    let mut config = format!(
+        "[transport.ssh]\nidentities = [\"{}\"]\nagent = false\nconnect_timeout_secs = 30\npoll_secs = 1\n\n[provider]\nbackend = \"static\"\n",
+        fleet.client_key().display()
+    );
+    for host in fleet.hosts() {
+        config.push_str(&format!(
+            "[[provider.hosts]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\n",
+            host.name(),
+            host.address(),
+            host.port()
+        ));
+    }
+    config
+}
+
 /// stdout and stderr of `output` as one string, for messages.
 pub fn text(output: &Output) -> String {
     format!(

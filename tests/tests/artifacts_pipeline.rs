@@ -11,26 +11,10 @@ const KEY: &str = "AKIDPIPELINE";
 const SECRET: &str = "pipeline-s3-secret-0b7e";
 
 fn config(fleet: &SshFleet, s3: &S3Server, deploy: &str) -> String {
-    let mut hosts = String::new();
-    for host in fleet.hosts() {
-        hosts.push_str(&format!(
-            "[[provider.hosts]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\n",
-            host.name(),
-            host.address(),
-            host.port()
-        ));
-    }
+    let lab = gate_tests::static_lab_config(fleet);
     format!(
         r#"
-[transport.ssh]
-identities = ["{key}"]
-agent = false
-connect_timeout_secs = 30
-poll_secs = 1
-
-[provider]
-backend = "static"
-{hosts}
+{lab}
 
 [deployer]
 backend = "script"
@@ -56,7 +40,6 @@ endpoint = "{endpoint}"
 access_key = {{ secret = "{ak}" }}
 secret_key = {{ secret = "{sk}" }}
 "#,
-        key = fleet.client_key().display(),
         endpoint = s3.endpoint(),
         ak = s3.access_key(),
         sk = s3.secret_key(),

@@ -10,29 +10,12 @@ use gate_tests::{Workspace, text};
 
 /// A config with the `static` provider over `fleet`, `extra` appended.
 fn fleet_config(fleet: &SshFleet, extra: &str) -> String {
-    let mut hosts = String::new();
-    for host in fleet.hosts() {
-        hosts.push_str(&format!(
-            "[[provider.hosts]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\n",
-            host.name(),
-            host.address(),
-            host.port()
-        ));
-    }
+    let lab = gate_tests::static_lab_config(fleet);
     format!(
         r#"
-[transport.ssh]
-identities = ["{key}"]
-agent = false
-connect_timeout_secs = 30
-poll_secs = 1
-
-[provider]
-backend = "static"
-{hosts}
+{lab}
 {extra}
 "#,
-        key = fleet.client_key().display(),
     )
 }
 

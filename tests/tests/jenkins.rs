@@ -150,26 +150,10 @@ fn the_jenkinsfile_runs_every_stage_on_its_node_with_stashes_junit_and_artifacts
 
 /// The config of both runs: two lab hosts, the Jenkins agent, a deploy that fails.
 fn config(fleet: &SshFleet, sim: &JenkinsSim) -> String {
-    let mut hosts = String::new();
-    for host in fleet.hosts() {
-        hosts.push_str(&format!(
-            "[[provider.hosts]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\n",
-            host.name(),
-            host.address(),
-            host.port()
-        ));
-    }
+    let lab = gate_tests::static_lab_config(fleet);
     format!(
         r#"
-[transport.ssh]
-identities = ["{key}"]
-agent = false
-connect_timeout_secs = 30
-poll_secs = 1
-
-[provider]
-backend = "static"
-{hosts}
+{lab}
 [agent]
 backend = "jenkins"
 url = "{url}"
@@ -203,7 +187,6 @@ run = ["true"]
 [archiver]
 paths = ["/var/log/demo"]
 "#,
-        key = fleet.client_key().display(),
         url = sim.url(),
     )
 }
