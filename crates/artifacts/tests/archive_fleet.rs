@@ -20,7 +20,8 @@ fn archiver(paths: &[&str], max_host_mb: u64) -> StreamedArchiver {
 }
 
 fn archive_json(stage: &FleetStage) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(stage.artifacts().join("archive.json")).unwrap()).unwrap()
+    serde_json::from_slice(&std::fs::read(common::artifacts(stage).join("archive.json")).unwrap())
+        .unwrap()
 }
 
 #[tokio::test]
@@ -51,7 +52,7 @@ async fn archive_lists_missing_paths_and_links_and_leaves_secrets_out() {
         .await
         .unwrap();
 
-    let art = stage.artifacts();
+    let art = common::artifacts(&stage);
     let one = art.join("fleet-1");
     assert_eq!(
         std::fs::read_to_string(one.join("var/log/gate-t/app.log")).unwrap(),
@@ -129,7 +130,7 @@ async fn a_file_past_the_size_limit_stops_the_copy_and_keeps_what_fit() {
         .await;
     host.exec("kill $(cat /run/grower.pid)");
     let report = report.unwrap();
-    let art = stage.artifacts().join("fleet-1");
+    let art = common::artifacts(&stage).join("fleet-1");
     assert_eq!(
         std::fs::metadata(art.join("var/log/small/a.log"))
             .unwrap()
@@ -161,7 +162,7 @@ async fn a_host_that_dies_mid_archive_is_reported_and_the_others_still_arrive() 
     let cx = stage.stage.cx.clone();
     let archiving =
         tokio::spawn(async move { archiver(&["/var/log/gate-t"], 10_000).archive(&cx).await });
-    let partial = stage.artifacts().join("fleet-2/var/log/gate-t/huge.log");
+    let partial = common::artifacts(&stage).join("fleet-2/var/log/gate-t/huge.log");
     wait_until(Duration::from_secs(30), "host 2's stream to start", || {
         std::fs::metadata(&partial).is_ok_and(|m| m.len() > 1_000_000)
     })
@@ -174,15 +175,13 @@ async fn a_host_that_dies_mid_archive_is_reported_and_the_others_still_arrive() 
     let error = result.unwrap_err().to_string();
     assert!(error.contains("fleet-2"), "{error}");
     for n in [1, 3] {
-        let file = stage
-            .artifacts()
-            .join(format!("fleet-{n}/var/log/gate-t/app.log"));
+        let file = common::artifacts(&stage).join(format!("fleet-{n}/var/log/gate-t/app.log"));
         assert_eq!(std::fs::read_to_string(file).unwrap(), "fine\n");
     }
     assert!(!partial.exists(), "the half file is not kept");
     let listing = archive_json(&stage);
     assert!(listing[1]["error"].as_str().unwrap().contains("fleet-2"));
     assert!(listing[0]["error"].is_null());
-    let index = std::fs::read_to_string(stage.artifacts().join("index.html")).unwrap();
+    let index = std::fs::read_to_string(common::artifacts(&stage).join("index.html")).unwrap();
     assert!(index.contains("Incomplete"), "{index}");
 }

@@ -6,13 +6,13 @@
 
 mod common;
 
-use common::{FleetStage, deployer, env, osa_repo, steps, yaml};
+use common::{deployer, env, osa_repo, steps, yaml};
 use gate_core::{Stage, StageOutcome};
 
 #[tokio::test]
 async fn aio_prepare_deploy_and_upgrade_run_the_exact_steps_with_env_and_layered_config() {
     let osa = osa_repo();
-    let fs = FleetStage::start(&[&[]]).await;
+    let fs = common::fleet_stage(&[&[]]).await;
     let d = deployer(
         &osa,
         r#"
@@ -32,7 +32,7 @@ async fn aio_prepare_deploy_and_upgrade_run_the_exact_steps_with_env_and_layered
             .unwrap(),
         StageOutcome::Done
     );
-    let records = fs.take_records(1);
+    let records = common::take_records(&fs, 1);
     assert_eq!(steps(&records), ["bootstrap-ansible", "bootstrap-aio"]);
     for r in &records {
         assert_eq!(r["cwd"], "/opt/openstack-ansible");
@@ -73,7 +73,7 @@ async fn aio_prepare_deploy_and_upgrade_run_the_exact_steps_with_env_and_layered
         d.deploy(&fs.cx(Stage::Deploy)).await.unwrap(),
         StageOutcome::Done
     );
-    let records = fs.take_records(1);
+    let records = common::take_records(&fs, 1);
     assert_eq!(
         steps(&records),
         [
@@ -112,7 +112,7 @@ async fn aio_prepare_deploy_and_upgrade_run_the_exact_steps_with_env_and_layered
         d.upgrade(&fs.cx(Stage::Upgrade)).await.unwrap(),
         StageOutcome::Done
     );
-    let records = fs.take_records(1);
+    let records = common::take_records(&fs, 1);
     assert_eq!(
         steps(&records),
         [
@@ -147,7 +147,7 @@ async fn aio_prepare_deploy_and_upgrade_run_the_exact_steps_with_env_and_layered
 #[tokio::test]
 async fn versions_check_out_branches_tags_shas_pull_refs_and_the_latest_tag() {
     let osa = osa_repo();
-    let fs = FleetStage::start(&[&[]]).await;
+    let fs = common::fleet_stage(&[&[]]).await;
     let short = osa.commits["26.5.0"][..12].to_owned();
     for (version, expect) in [
         ("stable/2023.2", "27.10.0"),
@@ -175,7 +175,7 @@ async fn versions_check_out_branches_tags_shas_pull_refs_and_the_latest_tag() {
             .exec_ok("git -C /opt/openstack-ansible rev-parse HEAD")
             .unwrap();
         assert_eq!(head.trim(), osa.commits[expect], "version {version}");
-        fs.take_records(1);
+        common::take_records(&fs, 1);
     }
     for (version, says) in [
         ("no-such-branch", "no such branch, tag or commit"),
@@ -194,7 +194,7 @@ async fn versions_check_out_branches_tags_shas_pull_refs_and_the_latest_tag() {
 #[tokio::test]
 async fn multi_node_writes_the_host_list_from_the_inventory_and_runs_the_collection_playbooks() {
     let osa = osa_repo();
-    let fs = FleetStage::start(&[&["infra"], &["compute"], &["compute", "storage"]]).await;
+    let fs = common::fleet_stage(&[&["infra"], &["compute"], &["compute", "storage"]]).await;
     let d = deployer(
         &osa,
         r#"
@@ -208,7 +208,7 @@ async fn multi_node_writes_the_host_list_from_the_inventory_and_runs_the_collect
     d.prepare_deployment(&fs.cx(Stage::PrepareDeployment))
         .await
         .unwrap();
-    let records = fs.take_records(1);
+    let records = common::take_records(&fs, 1);
     assert_eq!(
         steps(&records),
         [
@@ -255,7 +255,7 @@ async fn multi_node_writes_the_host_list_from_the_inventory_and_runs_the_collect
     assert_eq!(vars["glance_default_store"], "swift");
 
     d.deploy(&fs.cx(Stage::Deploy)).await.unwrap();
-    let records = fs.take_records(1);
+    let records = common::take_records(&fs, 1);
     assert_eq!(
         steps(&records),
         [
@@ -266,13 +266,13 @@ async fn multi_node_writes_the_host_list_from_the_inventory_and_runs_the_collect
     );
     assert_eq!(records[0]["cwd"], "/opt/openstack-ansible");
     // Nothing ran on the other hosts: everything goes through the primary.
-    assert!(fs.take_records(2).is_empty());
+    assert!(common::take_records(&fs, 2).is_empty());
 }
 
 #[tokio::test]
 async fn a_failing_bootstrap_fails_prepare_with_the_host_the_step_and_its_output() {
     let osa = osa_repo();
-    let fs = FleetStage::start(&[&[]]).await;
+    let fs = common::fleet_stage(&[&[]]).await;
     let d = deployer(&osa, "version = \"broken\"\n");
     let err = d
         .prepare_deployment(&fs.cx(Stage::PrepareDeployment))
@@ -285,5 +285,5 @@ async fn a_failing_bootstrap_fails_prepare_with_the_host_the_step_and_its_output
         err.contains("ERROR: could not install ansible-core: no matching distribution"),
         "{err}"
     );
-    assert_eq!(steps(&fs.take_records(1)), ["bootstrap-ansible"]);
+    assert_eq!(steps(&common::take_records(&fs, 1)), ["bootstrap-ansible"]);
 }

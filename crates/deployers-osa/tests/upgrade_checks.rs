@@ -8,7 +8,7 @@ mod common;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{FleetStage, deployer, osa_repo, steps};
+use common::{deployer, osa_repo, steps};
 use gate_core::Stage;
 use gate_core::junit::read_counts;
 use gate_test_harness::deploy_repos::UpgradeHold;
@@ -97,7 +97,7 @@ fn wait_probe(host: &FleetHost, index: usize, state: &str, after: usize) -> usiz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_probes_record_the_outage_of_a_tcp_service_stopped_mid_upgrade() {
     let osa = osa_repo();
-    let fs = FleetStage::start(&[&[], &[]]).await;
+    let fs = common::fleet_stage(&[&[], &[]]).await;
     let www = tempfile::tempdir().unwrap();
     std::fs::write(www.path().join("v3"), "{}").unwrap();
     let http = StaticServer::start(www.path()).unwrap();
@@ -130,7 +130,7 @@ async fn upgrade_probes_record_the_outage_of_a_tcp_service_stopped_mid_upgrade()
     d.prepare_deployment(&fs.cx(Stage::PrepareDeployment))
         .await
         .unwrap();
-    fs.take_records(1);
+    common::take_records(&fs, 1);
 
     let hold = UpgradeHold::arm(fs.host(1)).unwrap();
     let cx = fs.cx(Stage::Upgrade);
@@ -154,7 +154,7 @@ async fn upgrade_probes_record_the_outage_of_a_tcp_service_stopped_mid_upgrade()
     assert!(err.contains("checks failed"), "{err}");
     assert!(err.contains("probe `service on fleet-2`"), "{err}");
     assert_eq!(
-        steps(&fs.take_records(1))[0],
+        steps(&common::take_records(&fs, 1))[0],
         "run-upgrade",
         "the upgrade ran"
     );

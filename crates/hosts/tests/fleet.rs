@@ -14,73 +14,23 @@ use std::time::{Duration, Instant};
 
 use gate_core::junit::read_counts;
 use gate_core::keys::{KeysFile, RunKeys};
-use gate_core::testkit::LocalStage;
-use gate_core::{
-    BackendConfig, Connector, Host, HostPreparer, HostValidator, Inventory, Registry, Stage,
-};
-use gate_ssh::{SshConfig, SshConnector};
-use gate_test_harness::{FleetHost, Mirror, SshFleet};
+use gate_core::{BackendConfig, HostPreparer, HostValidator, Registry, Stage};
+use gate_ssh::testkit::FleetStage;
+use gate_test_harness::{FleetHost, Mirror};
 
 const ALICE: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHQ9bmWwIYG5vUmv8a9x4UHNdZ0zQ7yqTEG2+XyB4xXk alice@laptop";
 
-/// A stage context whose hosts are a fleet, reached over SSH. Fields drop in order: the
-/// transports (in the stage) before the fleet.
-struct FleetStage {
-    stage: LocalStage,
-    fleet: SshFleet,
-}
-
-impl FleetStage {
-    async fn start(hosts: usize, stage: Stage) -> Self {
-        let fleet = SshFleet::start(hosts).unwrap_or_else(|e| panic!("starting the fleet: {e}"));
-        let mut local = LocalStage::new(1, stage).await;
-        let connector = SshConnector::new(SshConfig {
-            identities: vec![fleet.client_key().to_owned()],
-            agent: false,
-            known_hosts: Some(local.dir.path().join("known_hosts")),
-            connect_timeout_secs: 30,
-            poll_secs: 1,
-            ..SshConfig::default()
-        });
-        let hosts: Vec<Host> = fleet
-            .hosts()
-            .iter()
-            .map(|h| Host {
-                name: h.name().to_owned(),
-                address: h.address(),
-                port: h.port(),
-                user: h.user().to_owned(),
-                labels: Vec::new(),
-                transport: gate_ssh::SSH.into(),
-                home: None,
-            })
-            .collect();
-        let mut transports = Vec::new();
-        for host in &hosts {
-            let t = connector
-                .connect(host, &local.cx.cancel)
-                .await
-                .unwrap_or_else(|e| panic!("connecting to {}: {e}", host.name));
-            transports.push(t);
-        }
-        local.cx.inventory = Inventory::new(hosts).unwrap();
-        local.cx.transports = transports;
-        // The keys file holds the key the "provider" (the harness) injected at boot.
-        let keys = format!("{}\n", fleet.client_public_key().unwrap());
-        local.cx.keys = RunKeys {
-            keys_file: Some(KeysFile::parse("https://keys.example/team", keys.as_bytes()).unwrap()),
-            run_key: None,
-        };
-        Self {
-            stage: local,
-            fleet,
-        }
-    }
-
-    fn host(&self, n: usize) -> &FleetHost {
-        &self.fleet.hosts()[n - 1]
-    }
+/// A stage over a fleet of `hosts`, whose keys file holds the key the "provider" (the
+/// harness) injected at boot.
+async fn fleet_stage(hosts: usize, stage: Stage) -> FleetStage {
+    let mut f = FleetStage::start(hosts, stage).await;
+    let keys = format!("{}\n", f.fleet.client_public_key().unwrap());
+    f.stage.cx.keys = RunKeys {
+        keys_file: Some(KeysFile::parse("https://keys.example/team", keys.as_bytes()).unwrap()),
+        run_key: None,
+    };
+    f
 }
 
 fn registry() -> Registry {
@@ -163,7 +113,7 @@ disk = [{ path = "/", min_free = "1M" }]
 
 #[tokio::test]
 async fn validate_over_ssh_passes_on_a_clean_fleet_and_names_a_leftover() {
-    let f = FleetStage::start(3, Stage::Validate).await;
+    let f = fleet_stage(3, Stage::Validate).await;
     validator(CHECKS)
         .validate(&f.stage.cx)
         .await
@@ -196,7 +146,7 @@ async fn validate_over_ssh_passes_on_a_clean_fleet_and_names_a_leftover() {
 
 #[tokio::test]
 async fn validate_lists_a_host_that_never_answers_and_one_whose_sshd_died_after_the_deadline() {
-    let f = FleetStage::start(3, Stage::Validate).await;
+    let f = fleet_stage(3, Stage::Validate).await;
     f.host(3).kill_sshd().unwrap();
     let frozen = Frozen::host(f.host(2));
     let started = Instant::now();
@@ -225,7 +175,7 @@ async fn validate_lists_a_host_that_never_answers_and_one_whose_sshd_died_after_
 
 #[tokio::test]
 async fn authorized_keys_and_ssh_mesh_let_the_primary_ssh_to_every_host_and_twice_is_harmless() {
-    let mut f = FleetStage::start(3, Stage::PrepareHosts).await;
+    let mut f = fleet_stage(3, Stage::PrepareHosts).await;
     let team = format!("{ALICE}\n{}\n", f.fleet.client_public_key().unwrap());
     f.stage.cx.keys.keys_file =
         Some(KeysFile::parse("https://keys.example/team", team.as_bytes()).unwrap());
@@ -297,7 +247,7 @@ async fn authorized_keys_and_ssh_mesh_let_the_primary_ssh_to_every_host_and_twic
 async fn packages_come_from_the_mirror_only_and_a_second_run_needs_no_network() {
     let mirror =
         Mirror::start_cached().unwrap_or_else(|e| panic!("{e} (run scripts/fetch-mirror)"));
-    let f = FleetStage::start(3, Stage::PrepareHosts).await;
+    let f = fleet_stage(3, Stage::PrepareHosts).await;
     let p = preparer(&format!(
         r#"
         [[steps]]
@@ -338,7 +288,7 @@ async fn packages_come_from_the_mirror_only_and_a_second_run_needs_no_network() 
 
 #[tokio::test]
 async fn a_failing_mirror_is_retried_and_then_named() {
-    let f = FleetStage::start(3, Stage::PrepareHosts).await;
+    let f = fleet_stage(3, Stage::PrepareHosts).await;
     // A port nothing listens on: apt-get update fails on every attempt.
     let p = preparer(
         r#"
@@ -365,7 +315,7 @@ async fn ansible_is_pinned_in_a_venv_on_the_primary_from_the_mirror_wheels_once(
     let mirror =
         Mirror::start_cached().unwrap_or_else(|e| panic!("{e} (run scripts/fetch-mirror)"));
     let version = mirror.ansible_core_version().unwrap();
-    let f = FleetStage::start(3, Stage::PrepareHosts).await;
+    let f = fleet_stage(3, Stage::PrepareHosts).await;
     let p = preparer(&format!(
         r#"
         [[steps]]
@@ -425,7 +375,7 @@ impl Drop for Loops {
 
 #[tokio::test]
 async fn loop_devices_are_made_on_every_host_once_and_removed_after() {
-    let f = FleetStage::start(3, Stage::PrepareHosts).await;
+    let f = fleet_stage(3, Stage::PrepareHosts).await;
     let token = format!("gate-hosts-test-{}", std::process::id());
     let loops = Loops(token.clone());
     let dir = format!("/var/lib/{token}");
@@ -495,7 +445,7 @@ async fn loop_devices_are_made_on_every_host_once_and_removed_after() {
 
 #[tokio::test]
 async fn networking_from_a_local_file_and_scripts_run_on_every_host_over_ssh_twice() {
-    let f = FleetStage::start(3, Stage::PrepareHosts).await;
+    let f = fleet_stage(3, Stage::PrepareHosts).await;
     let template = f.stage.dir.path().join("bridges.sh");
     // Written to run twice: the address is set, not appended.
     std::fs::write(

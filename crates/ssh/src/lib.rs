@@ -24,6 +24,9 @@ mod known_hosts;
 mod sftp;
 mod transport;
 
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
 pub use config::SshConfig;
 pub use connect::SshConnector;
 pub use transport::SshTransport;

@@ -4,77 +4,27 @@
 
 use std::sync::Arc;
 
-use gate_core::testkit::LocalStage;
-use gate_core::{BackendConfig, Connector, Deployer, Host, Inventory, Stage};
-use gate_ssh::{SshConfig, SshConnector};
+use gate_core::{BackendConfig, Deployer, Stage};
 use gate_test_harness::deploy_repos::{RECORD, fail_step, osa_layout};
-use gate_test_harness::{FleetHost, GitRepo, GitServer, SshFleet};
+use gate_test_harness::{GitRepo, GitServer, SshFleet};
 use serde_json::Value;
 
-/// A stage context whose hosts are a fleet reached over SSH (transports drop first).
-pub struct FleetStage {
-    pub stage: LocalStage,
-    pub fleet: SshFleet,
+pub use gate_ssh::testkit::FleetStage;
+
+/// A fleet of one host per entry of `labels`, connected over SSH, for prepare-deployment.
+pub async fn fleet_stage(labels: &[&[&str]]) -> FleetStage {
+    let fleet = SshFleet::start(labels.len()).unwrap();
+    FleetStage::connect(fleet, Stage::PrepareDeployment, labels).await
 }
 
-impl FleetStage {
-    pub async fn start(labels: &[&[&str]]) -> Self {
-        let fleet = SshFleet::start(labels.len()).unwrap();
-        let mut local = LocalStage::new(1, Stage::PrepareDeployment).await;
-        let connector = SshConnector::new(SshConfig {
-            identities: vec![fleet.client_key().to_owned()],
-            agent: false,
-            known_hosts: Some(local.dir.path().join("known_hosts")),
-            connect_timeout_secs: 30,
-            poll_secs: 1,
-            ..SshConfig::default()
-        });
-        let hosts: Vec<Host> = fleet
-            .hosts()
-            .iter()
-            .zip(labels)
-            .map(|(h, labels)| Host {
-                name: h.name().to_owned(),
-                address: h.address(),
-                port: h.port(),
-                user: h.user().to_owned(),
-                labels: labels.iter().map(|l| l.to_string()).collect(),
-                transport: gate_ssh::SSH.into(),
-                home: None,
-            })
-            .collect();
-        let mut transports = Vec::new();
-        for host in &hosts {
-            transports.push(connector.connect(host, &local.cx.cancel).await.unwrap());
-        }
-        local.cx.inventory = Inventory::new(hosts).unwrap();
-        local.cx.transports = transports;
-        Self {
-            stage: local,
-            fleet,
-        }
-    }
-
-    pub fn host(&self, n: usize) -> &FleetHost {
-        &self.fleet.hosts()[n - 1]
-    }
-
-    /// The context of `stage` (each stage logs to its own directory).
-    pub fn cx(&self, stage: Stage) -> gate_core::StageContext {
-        let mut cx = self.stage.cx.clone();
-        cx.stage = stage;
-        cx
-    }
-
-    /// Every record the fake scripts wrote on host `n` so far, then cleared.
-    pub fn take_records(&self, n: usize) -> Vec<Value> {
-        let path = self.host(n).host_path(RECORD);
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let _ = std::fs::remove_file(&path);
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
+/// Every record the fake scripts wrote on host `n` of `fs` so far, then cleared.
+pub fn take_records(fs: &FleetStage, n: usize) -> Vec<Value> {
+    let path = fs.host(n).host_path(RECORD);
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = std::fs::remove_file(&path);
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// `step [argv…]` of each record.
