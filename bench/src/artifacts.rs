@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gate_artifacts::config::Compression;
 use gate_artifacts::{S3Config, S3Publisher, StreamedArchiver, StreamedArchiverConfig};
 use gate_core::{Archiver, ArtifactPublisher, Connector, Host, Inventory, Stage};
 use gate_ssh::{SshConfig, SshConnector};
@@ -24,7 +25,8 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 const USAGE: &str =
     "usage: artifacts-bench [--hosts N] [--mb MB] [--files-per-host N] [--publish-mb MB]
-                       [--publish-files N] [--reps N] [--only archive|publish]
+                       [--publish-files N] [--reps N] [--only archive|publish] [--gate-only]
+                       [--parallel N]
 Defaults: 8 hosts × 200 MB in 200 files each; publish 1000 MB in 2000 files; 3 rounds.";
 
 struct Options {
@@ -35,6 +37,10 @@ struct Options {
     publish_files: usize,
     reps: usize,
     only: Option<String>,
+    /// Only gate's runs (for profiling): the peers are skipped.
+    gate_only: bool,
+    /// The S3 publisher's uploads at once.
+    parallel: usize,
 }
 
 fn options() -> Result<Options> {
@@ -46,6 +52,8 @@ fn options() -> Result<Options> {
         publish_files: 2000,
         reps: 3,
         only: None,
+        gate_only: false,
+        parallel: 16,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -61,6 +69,8 @@ fn options() -> Result<Options> {
             "--publish-files" => o.publish_files = value()?.parse()?,
             "--reps" => o.reps = value()?.parse()?,
             "--only" => o.only = Some(value()?),
+            "--gate-only" => o.gate_only = true,
+            "--parallel" => o.parallel = value()?.parse()?,
             _ => return Err(USAGE.into()),
         }
     }
@@ -74,6 +84,38 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
+}
+
+/// CPU time used so far by this process (gate and the in-process S3 server) and by its
+/// waited-for children (the CLI peers).
+fn cpu_now() -> Result<(Duration, Duration)> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let total = |who| -> Result<Duration> {
+        let usage = getrusage(who)?;
+        let (user, system) = (usage.user_time(), usage.system_time());
+        let micros = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        Ok(Duration::from_secs_f64(micros(user) + micros(system)))
+    };
+    Ok((
+        total(UsageWho::RUSAGE_SELF)?,
+        total(UsageWho::RUSAGE_CHILDREN)?,
+    ))
+}
+
+/// Runs `work`, returning its wall time and the CPU time it cost (this process and the
+/// children it waited for).
+async fn timed<F: std::future::Future<Output = Result<()>>>(
+    work: F,
+) -> Result<(Duration, Duration)> {
+    let (self_before, children_before) = cpu_now()?;
+    let started = Instant::now();
+    work.await?;
+    let wall = started.elapsed();
+    let (self_after, children_after) = cpu_now()?;
+    Ok((
+        wall,
+        (self_after - self_before) + (children_after - children_before),
+    ))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
@@ -127,7 +169,7 @@ async fn archive_bench(o: &Options, work: &Path) -> Result<()> {
     let make = format!(
         "cp /usr/share/base-files/dot.bashrc /root/.bashrc; mkdir -p /var/log/bench && cd /var/log/bench && \
          for i in $(seq 1 {files}); do \
-           awk -v n=$i 'BEGIN {{ for (j = 0; ; j++) {{ printf \"2024-05-01 12:%02d:%02d.%03d 4242 INFO nova.compute.manager [req-%08x-%04x admin] Instance %d spawned on host compute-%d in %d.%02d seconds\\n\", j/60%60, j%60, j%1000, j*7919+n, j%65536, j, n, j%97, j%100; if (j*120 > {kb}*1000) break }} }}' > svc-$i.log; \
+           awk -v n=$i 'BEGIN {{ for (j = 0; size < {kb}*1000; j++) {{ line = sprintf(\"2024-05-01 12:%02d:%02d.%03d 4242 INFO nova.compute.manager [req-%08x-%04x admin] Instance %d spawned on host compute-%d in %d.%02d seconds\", j/60%60, j%60, j%1000, j*7919+n, j%65536, j, n, j%97, j%100); print line; size += length(line) + 1 }} }}' > svc-$i.log; \
          done",
         files = o.files_per_host,
         kb = file_kb
@@ -154,20 +196,47 @@ async fn archive_bench(o: &Options, work: &Path) -> Result<()> {
         known_hosts.display()
     );
     let mut samples: Vec<(&str, Vec<Duration>)> = vec![
-        ("gate archive (streamed, plain tar)", Vec::new()),
-        ("gate archive (streamed, gzip on the host)", Vec::new()),
+        ("gate archive (default: zstd -1 on the host)", Vec::new()),
+        ("gate archive (gzip -1 on the host)", Vec::new()),
+        ("gate archive (plain tar)", Vec::new()),
         ("rsync -a, all hosts at once", Vec::new()),
         ("rsync -a -e 'ssh -c aes128-gcm@openssh.com'", Vec::new()),
         ("scp -r, all hosts at once", Vec::new()),
     ];
+    if o.gate_only {
+        samples.truncate(3);
+    }
+    let expected_bytes = size.trim().parse::<u64>().unwrap_or(0) * o.hosts as u64;
     for round in 0..=o.reps {
         let mut times = Vec::new();
-        for gzip in [false, true] {
-            let dest = work.join(format!("gate-{round}-{gzip}"));
+        for (n, compression) in [Compression::Auto, Compression::Gzip, Compression::None]
+            .into_iter()
+            .enumerate()
+        {
+            let dest = work.join(format!("gate-{round}-{n}"));
             let started = Instant::now();
-            gate_archive(&fleet, &key, &known_hosts, &dest, gzip).await?;
+            let report = gate_archive(&fleet, &key, &known_hosts, &dest, compression).await?;
             times.push(started.elapsed());
+            // `du -sb` counts the directory too: every file's bytes must be there.
+            let want = expected_bytes.saturating_sub(4096 * o.hosts as u64);
+            if report.files != (o.files_per_host * o.hosts) as u64 || report.bytes < want {
+                return Err(format!(
+                    "gate archived {} files, {} bytes; expected {} files, {want}+ bytes",
+                    report.files,
+                    report.bytes,
+                    o.files_per_host * o.hosts
+                )
+                .into());
+            }
             std::fs::remove_dir_all(&dest)?;
+        }
+        if o.gate_only {
+            if round > 0 {
+                for (slot, t) in samples.iter_mut().zip(times) {
+                    slot.1.push(t);
+                }
+            }
+            continue;
         }
         for extra in ["", " -c aes128-gcm@openssh.com"] {
             let dest = work.join(format!("rsync-{round}"));
@@ -236,8 +305,8 @@ async fn gate_archive(
     key: &Path,
     known_hosts: &Path,
     dest: &Path,
-    gzip: bool,
-) -> Result<()> {
+    compression: Compression,
+) -> Result<gate_core::traits::ArchiveReport> {
     let mut stage = gate_core::testkit::LocalStage::new(1, Stage::Archive).await;
     let connector = SshConnector::new(SshConfig {
         identities: vec![key.to_owned()],
@@ -273,15 +342,10 @@ async fn gate_archive(
     let config = StreamedArchiverConfig {
         paths: vec!["/var/log/bench".into()],
         max_host_mb: 100_000,
-        compression: if gzip {
-            gate_artifacts::config::Compression::Gzip
-        } else {
-            gate_artifacts::config::Compression::None
-        },
+        compression,
         ..StreamedArchiverConfig::default()
     };
-    StreamedArchiver::new(config).archive(&stage.cx).await?;
-    Ok(())
+    Ok(StreamedArchiver::new(config).archive(&stage.cx).await?)
 }
 
 async fn publish_bench(o: &Options, work: &Path) -> Result<()> {
@@ -302,38 +366,61 @@ async fn publish_bench(o: &Options, work: &Path) -> Result<()> {
         "\n## publish: {} files, {} MB, to s3s-fs on 127.0.0.1\n",
         o.publish_files, o.publish_mb
     );
-    let mut samples: Vec<(&str, Vec<Duration>)> = vec![
-        ("gate s3 publisher (16 at once)", Vec::new()),
-        ("aws s3 sync (awscli defaults)", Vec::new()),
-    ];
+    let gate_name = format!("gate s3 publisher ({} at once)", o.parallel);
+    let mut samples: Vec<(&str, Vec<Duration>)> = vec![(gate_name.as_str(), Vec::new())];
+    if !o.gate_only {
+        samples.push(("aws s3 sync (awscli defaults)", Vec::new()));
+    }
+    let mut cpu: Vec<Vec<Duration>> = vec![Vec::new(); samples.len()];
     for round in 0..=o.reps {
+        let mut times = Vec::new();
         let stage = gate_core::testkit::LocalStage::new(1, Stage::Publish).await;
         let toml = format!(
-            "source = \"{}\"\non = \"local\"\nbucket = \"bench\"\nprefix = \"gate-{round}\"\nendpoint = \"{}\"\naccess_key = \"{KEY}\"\nsecret_key = \"{SECRET}\"\n",
+            "source = \"{}\"\non = \"local\"\nbucket = \"bench\"\nprefix = \"gate-{round}\"\nendpoint = \"{}\"\naccess_key = \"{KEY}\"\nsecret_key = \"{SECRET}\"\nparallel = {}\n",
             src.display(),
-            s3.endpoint()
+            s3.endpoint(),
+            o.parallel
         );
         let config: S3Config =
             gate_core::BackendConfig::from_toml("publisher", "s3", &toml)?.parse()?;
-        let started = Instant::now();
-        S3Publisher::new(config).publish(&stage.cx).await?;
-        let gate = started.elapsed();
-        let started = Instant::now();
-        run(Command::new("aws")
-            .args(["s3", "sync", "--only-show-errors", "--endpoint-url"])
-            .arg(s3.endpoint())
-            .arg(&src)
-            .arg(format!("s3://bench/aws-{round}"))
-            .env("AWS_ACCESS_KEY_ID", KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env("AWS_DEFAULT_REGION", "us-east-1"))?;
-        let aws = started.elapsed();
+        times.push(
+            timed(async {
+                S3Publisher::new(config).publish(&stage.cx).await?;
+                Ok(())
+            })
+            .await?,
+        );
+        if !o.gate_only {
+            times.push(
+                timed(async {
+                    run(Command::new("aws")
+                        .args(["s3", "sync", "--only-show-errors", "--endpoint-url"])
+                        .arg(s3.endpoint())
+                        .arg(&src)
+                        .arg(format!("s3://bench/aws-{round}"))
+                        .env("AWS_ACCESS_KEY_ID", KEY)
+                        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+                        .env("AWS_DEFAULT_REGION", "us-east-1"))
+                })
+                .await?,
+            );
+        }
         if round > 0 {
-            samples[0].1.push(gate);
-            samples[1].1.push(aws);
+            for ((slot, cpu), (wall, used)) in samples.iter_mut().zip(cpu.iter_mut()).zip(times) {
+                slot.1.push(wall);
+                cpu.push(used);
+            }
         }
     }
     report(samples);
+    println!(
+        "\nCPU time (user + system; gate and the in-process server, or the CLI and the \
+         server), median: {}",
+        cpu.into_iter()
+            .map(|c| secs(median(c)))
+            .collect::<Vec<_>>()
+            .join(" vs ")
+    );
     Ok(())
 }
 

@@ -288,7 +288,7 @@ fn bad_config_exits_2_naming_the_file_and_key() {
             &[],
             &[
                 "gate.toml: [provider] backend: unknown provider `nope`",
-                "known: local",
+                "known: heat, local, ",
             ],
         ),
         (

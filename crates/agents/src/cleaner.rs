@@ -117,6 +117,7 @@ impl Cleaner for JenkinsCleaner {
             })
             .map(|c| Observed {
                 kind: NODE.into(),
+                scope: self.api.base().to_owned(),
                 name: c.display_name.clone(),
                 id: c.display_name,
                 run_id: Some(run_id.clone()),
@@ -150,6 +151,7 @@ impl Cleaner for JenkinsCleaner {
             }
             found.push(Observed {
                 kind: NODE.into(),
+                scope: self.api.base().to_owned(),
                 name: node.display_name.clone(),
                 id: node.display_name,
                 run_id: run,

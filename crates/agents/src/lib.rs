@@ -35,6 +35,9 @@
 //! gate_agents::register(&mut registry);
 //! assert!(registry.has_cleaner(gate_agents::NAME));
 //! ```
+//!
+//! The [`monitoring`] connector registers every host with a monitoring service (entities
+//! and checks over a generic REST API, e.g. Rackspace Cloud Monitoring), all in the ledger.
 #![deny(missing_docs)]
 
 mod api;
@@ -42,10 +45,12 @@ mod cleaner;
 mod config;
 mod connector;
 mod host;
+pub mod monitoring;
 
 pub use cleaner::JenkinsCleaner;
 pub use config::{JenkinsConfig, Launcher};
 pub use connector::JenkinsConnector;
+pub use monitoring::{MonitoringCleaner, MonitoringConfig, MonitoringConnector};
 
 use std::sync::Arc;
 
@@ -60,8 +65,9 @@ pub const AGENT_PROCESS: &str = "agent-process";
 /// The file in the state dir that holds the node's name once it is online.
 pub const NODE_FILE: &str = "jenkins-node";
 
-/// Registers the `jenkins` connector and its cleaner.
+/// Registers the `jenkins` connector and its cleaner, and the [`monitoring`] ones.
 pub fn register(registry: &mut Registry) {
+    monitoring::register(registry);
     registry
         .add_agent(NAME, |config| {
             Ok(Arc::new(JenkinsConnector::from_config(config)?))

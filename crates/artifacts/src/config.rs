@@ -20,15 +20,19 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
     "*secrets*.yaml",
 ];
 
-/// How the tar stream is compressed on the host.
+/// How the tar stream is compressed on the host (and undone here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
-    /// Plain tar: the fastest on a fast network (and on loopback).
+    /// zstd where both the host and this machine have the `zstd` program, else gzip.
     #[default]
-    None,
-    /// `tar -z` on the host (gzip), unpacked by gate: for slow links.
+    Auto,
+    /// `zstd -1` on the host, `zstd -d` here: both need the `zstd` program.
+    Zstd,
+    /// `gzip -1` on the host, unpacked by gate: slower, but gzip is everywhere.
     Gzip,
+    /// Plain tar: for a fast network where CPU is scarcer than bandwidth.
+    None,
 }
 
 /// `[archiver]` with `backend = "streamed"`.
@@ -50,7 +54,8 @@ pub struct StreamedArchiverConfig {
     /// Name patterns excluded besides `exclude`. Default: none.
     #[serde(default)]
     pub exclude_more: Vec<String>,
-    /// Compression of the stream on the host. Default: `none`.
+    /// Compression of the stream on the host: `auto` (zstd where the host and this machine
+    /// have it, else gzip), `zstd`, `gzip` or `none`. Default: `auto`.
     #[serde(default)]
     pub compression: Compression,
     /// Also publish the run's artifacts and logs (with an index page) to S3, by default
@@ -66,7 +71,7 @@ impl Default for StreamedArchiverConfig {
             max_host_mb: default_max_host_mb(),
             exclude: default_excludes(),
             exclude_more: Vec::new(),
-            compression: Compression::None,
+            compression: Compression::Auto,
             publish_logs: None,
         }
     }
@@ -231,7 +236,8 @@ pub struct S3Config {
     /// Uploads at once. Default: 16.
     #[serde(default = "default_parallel")]
     pub parallel: usize,
-    /// Files from this size (MB) up are uploaded in parts. Default: 64.
+    /// Files from this size (MB) up are uploaded in parts; a smaller file is held in memory
+    /// while it goes up (at most `parallel` of them at once). Default: 64.
     #[serde(default = "default_multipart_mb")]
     pub multipart_threshold_mb: u64,
     /// The size of one part in MB (at least 5). Default: 16.

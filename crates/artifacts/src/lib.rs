@@ -1,17 +1,20 @@
 //! gate-artifacts: the run's artifacts, gathered and shipped.
 //!
 //! - [`StreamedArchiver`] (`[archiver] backend = "streamed"`): one tar stream per host over
-//!   one SSH channel, all hosts at once, unpacked into `artifacts/<host>/` with a size
-//!   limit per host, secrets left out (sshd host keys, private keys, `*secrets*.yml`) and
+//!   one SSH channel, compressed on the host (zstd where the host and this machine have it,
+//!   else gzip), all hosts at once, unpacked into `artifacts/<host>/` with a size limit per
+//!   host, secrets left out (sshd host keys, private keys, `*secrets*.yml`) and
 //!   known secret values masked; links are listed, never followed; missing and unreadable
 //!   paths are listed, not fatal. Writes `artifacts/index.html`, `artifacts/manifest.json`
 //!   (path, size, SHA-256) and `artifacts/archive.json`; with `publish_logs` it also
 //!   uploads the lot to S3 with a 30-day expiry.
 //! - [`RepoServerPublisher`] (`[publisher] backend = "repo-server"`): SFTP or rsync over
-//!   SSH to a server whose host key is pinned; temporary names renamed into place; a lock
-//!   per series; `replace = false` refuses to overwrite.
+//!   SSH to a server whose host key is pinned; temporary names renamed into place (what an
+//!   interrupted publish leaves under them is removed by the next); a lock per series,
+//!   taken over by a rerun of the same run; `replace = false` refuses to overwrite.
 //! - [`S3Publisher`] (`[publisher] backend = "s3"`): parallel and multipart uploads with
-//!   `rust-s3`, an expiry, the same replace rule.
+//!   `rust-s3`, each file read once and its SHA-256 checked by the server, an expiry, the
+//!   same replace rule.
 //!
 //! Both publishers upload a manifest last, after checking every file against it, retry
 //! transient failures with backoff, and record the public URLs in

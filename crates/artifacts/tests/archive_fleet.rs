@@ -1,6 +1,7 @@
 //! The streamed archiver over SSH on real sshd hosts (tests/harness `SshFleet`): missing
-//! paths, links to `/`, secrets left out, the size limit, a host dying mid-archive, and the
-//! manifest's checksums. Needs root and sshd.
+//! paths, links to `/`, secrets left out, the size limit, a host dying mid-archive, the
+//! manifest's checksums, and the stream's compression (zstd, else gzip). Needs root, sshd
+//! and zstd.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -154,20 +155,38 @@ async fn a_host_that_dies_mid_archive_is_reported_and_the_others_still_arrive() 
             .exec_ok("mkdir -p /var/log/gate-t && echo fine > /var/log/gate-t/app.log")
             .unwrap();
     }
-    // Host 2 has a lot to send (a sparse file reads as 4 GB of zeros).
-    stage
-        .host(2)
-        .exec_ok("mkdir -p /var/log/gate-t && truncate -s 4G /var/log/gate-t/huge.log")
+    // Host 2's tar stream stops after its first 2 MB (8 MB of random bytes cannot fit in
+    // them, compressed or not) and hangs there, as a dying host's would: its sshd is then
+    // killed with every session under it.
+    let host2 = stage.host(2);
+    host2
+        .exec_ok(
+            "mkdir -p /var/log/gate-t && head -c 8000000 /dev/urandom > /var/log/gate-t/huge.log",
+        )
         .unwrap();
+    std::fs::write(
+        host2.host_path("/usr/local/bin/tar"),
+        "#!/bin/sh
+/usr/bin/tar \"$@\" | \
+         { dd bs=64k count=2000000 iflag=count_bytes status=none; : > /run/gate-tar-cut; exec sleep 600; }\n",
+    )
+    .unwrap();
+    host2.exec_ok("chmod +x /usr/local/bin/tar").unwrap();
     let cx = stage.stage.cx.clone();
     let archiving =
         tokio::spawn(async move { archiver(&["/var/log/gate-t"], 10_000).archive(&cx).await });
     let partial = common::artifacts(&stage).join("fleet-2/var/log/gate-t/huge.log");
-    wait_until(Duration::from_secs(30), "host 2's stream to start", || {
-        std::fs::metadata(&partial).is_ok_and(|m| m.len() > 1_000_000)
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "host 2's stream to stop half way",
+        || {
+            host2.exec("test -e /run/gate-tar-cut").status.success()
+                && std::fs::metadata(&partial).is_ok_and(|m| m.len() > 1_000_000)
+        },
+    )
     .await;
-    stage.host(2).kill_sshd().unwrap();
+    assert!(!archiving.is_finished());
+    host2.kill_sshd().unwrap();
     let result = tokio::time::timeout(Duration::from_secs(60), archiving)
         .await
         .expect("archive ends once the host is gone")
@@ -184,4 +203,56 @@ async fn a_host_that_dies_mid_archive_is_reported_and_the_others_still_arrive() 
     assert!(listing[0]["error"].is_null());
     let index = std::fs::read_to_string(common::artifacts(&stage).join("index.html")).unwrap();
     assert!(index.contains("Incomplete"), "{index}");
+}
+
+#[tokio::test]
+async fn compression_is_zstd_where_the_host_has_it_else_gzip_and_none_when_asked() {
+    let stage = FleetStage::start(2, Stage::Archive).await;
+    let log: String = (0..20_000)
+        .map(|n| format!("2024-05-01 12:00:{:02} INFO req-{n:08x} done\n", n % 60))
+        .collect();
+    for n in [1, 2] {
+        let host = stage.host(n);
+        host.exec_ok("mkdir -p /var/log/gate-t").unwrap();
+        std::fs::write(host.host_path("/var/log/gate-t/app.log"), &log).unwrap();
+    }
+    // Host 2 has no zstd program.
+    stage
+        .host(2)
+        .exec_ok("mv /usr/bin/zstd /usr/bin/zstd.gone")
+        .unwrap();
+    archiver(&["/var/log/gate-t"], 200)
+        .archive(&stage.stage.cx)
+        .await
+        .unwrap();
+    let listing = archive_json(&stage);
+    assert_eq!(listing[0]["compression"], "zstd");
+    assert_eq!(listing[1]["compression"], "gzip");
+    for n in [1, 2] {
+        let file = common::artifacts(&stage).join(format!("fleet-{n}/var/log/gate-t/app.log"));
+        assert_eq!(std::fs::read_to_string(file).unwrap(), log, "fleet-{n}");
+    }
+
+    let plain = StreamedArchiver::new(StreamedArchiverConfig {
+        paths: vec!["/var/log/gate-t".into()],
+        compression: gate_artifacts::config::Compression::None,
+        ..StreamedArchiverConfig::default()
+    });
+    plain.archive(&stage.stage.cx).await.unwrap();
+    let listing = archive_json(&stage);
+    assert_eq!(listing[0]["compression"], "none");
+    let forced = StreamedArchiver::new(StreamedArchiverConfig {
+        paths: vec!["/var/log/gate-t".into()],
+        compression: gate_artifacts::config::Compression::Zstd,
+        ..StreamedArchiverConfig::default()
+    });
+    let error = forced
+        .archive(&stage.stage.cx)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("fleet-2") && error.contains("no `zstd` program"),
+        "{error}"
+    );
 }

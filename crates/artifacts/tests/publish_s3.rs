@@ -98,6 +98,16 @@ async fn s3_publish_uploads_in_parts_verifies_and_reports_urls() {
     )
     .unwrap();
     assert_eq!(manifest.files.len(), 21);
+    // The manifest's checksums (taken from the bytes as they were sent) are the objects'.
+    for entry in &manifest.files {
+        let stored = hash_file(&s3.object_path("artifacts", &format!("series-a/{}", entry.path)));
+        assert_eq!(
+            stored.unwrap(),
+            (entry.size, entry.sha256.clone()),
+            "{}",
+            entry.path
+        );
+    }
     let big = manifest
         .files
         .iter()

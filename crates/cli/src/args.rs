@@ -47,6 +47,10 @@ pub enum Cmd {
     Inventory(InventoryArgs),
     /// Convert, merge and summarize JUnit XML (subunit v2 → JUnit, streaming).
     Junit(JunitArgs),
+    /// Find resources leaked without a ledger (gate's tags and names, older than an age or
+    /// in ERROR) in every configured backend and region; delete each once two passes some
+    /// minutes apart have seen it.
+    Sweep(crate::sweep::SweepArgs),
     /// List every registered backend by role.
     Providers,
     /// Write a declarative Jenkinsfile running each stage as `gate stage` on the right node

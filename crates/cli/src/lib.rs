@@ -23,6 +23,7 @@ pub mod junit;
 pub mod keys;
 pub mod output;
 pub mod remote;
+pub mod sweep;
 pub mod wiring;
 
 use std::process::ExitCode;
@@ -74,6 +75,7 @@ pub fn run(cli: Cli, extra: &[fn(&mut Registry)]) -> i32 {
             Cmd::Ssh(args) => remote::ssh(args),
             Cmd::Inventory(args) => remote::inventory(args),
             Cmd::Junit(args) => junit::run(args),
+            Cmd::Sweep(args) => sweep::sweep(args, &registry).await,
             Cmd::Providers => commands::providers(&registry),
             Cmd::Jenkinsfile(args) => jenkinsfile::jenkinsfile(args),
             Cmd::Completions(args) => commands::completions(args),

@@ -20,6 +20,9 @@ pub fn registry(extra: &[fn(&mut Registry)]) -> Registry {
     gate_hosts::register(&mut registry);
     gate_agents::register(&mut registry);
     gate_artifacts::register(&mut registry);
+    gate_providers_pubcloud::register(&mut registry);
+    gate_providers_heat::register(&mut registry);
+    gate_providers_onmetal::register(&mut registry);
     for register in extra {
         register(&mut registry);
     }

@@ -20,23 +20,79 @@ pub struct CleanupReport {
     pub released: usize,
 }
 
-/// Cleans every live entry of `ledger`, in reverse creation order (children before their
-/// parents; a CI node before its server). A failure on one entry does not stop the others;
-/// if anything is left, the error lists each leftover with its cause. Running it again is
-/// harmless.
+/// How many entries are cleaned at once (each waits for its resource to be gone).
+pub const CLEANUP_CONCURRENCY: usize = 8;
+
+/// Cleans every live entry of `ledger`: children before their parents (a CI node before its
+/// server), in waves of entries no remaining entry depends on, up to
+/// [`CLEANUP_CONCURRENCY`] at a time, newest first. A failure on one entry does not stop the
+/// others; if anything is left, the error lists each leftover with its cause. Running it
+/// again is harmless.
 pub async fn cleanup_ledger(
     ledger: &Ledger,
     cleaners: &CleanerLookup,
     cx: &CleanContext,
 ) -> Result<CleanupReport> {
-    let live = order_for_cleanup(ledger.live()?);
+    let mut remaining = order_for_cleanup(ledger.live()?);
     let mut report = CleanupReport::default();
     let mut left = Vec::new();
-    for resource in &live {
-        let outcome = match cleaners(&resource.spec.backend) {
-            Ok(cleaner) => cleaner.clean(resource, cx).await,
-            Err(e) => Err(e),
+    while !remaining.is_empty() {
+        let (wave, rest): (Vec<_>, Vec<_>) = remaining
+            .iter()
+            .cloned()
+            .partition(|candidate| !has_child(candidate, &remaining));
+        // order_for_cleanup always leaves a first entry without a child; guard anyway.
+        let (wave, rest) = if wave.is_empty() {
+            let mut rest = rest;
+            let first = rest.remove(0);
+            (vec![first], rest)
+        } else {
+            (wave, rest)
         };
+        remaining = rest;
+        let outcomes = crate::fanout::bounded(&wave, CLEANUP_CONCURRENCY, |resource| async move {
+            let outcome = match cleaners(&resource.spec.backend) {
+                Ok(cleaner) => cleaner.clean(resource, cx).await,
+                Err(e) => Err(e),
+            };
+            (resource, outcome)
+        })
+        .await;
+        for (resource, outcome) in outcomes {
+            record(ledger, resource, outcome, &mut report, &mut left).await?;
+        }
+    }
+    if left.is_empty() {
+        Ok(report)
+    } else {
+        Err(Error::Stage {
+            stage: Stage::Cleanup,
+            message: format!(
+                "{} resource(s) could not be freed (they stay in the ledger; run `gate cleanup` again):\n  - {}",
+                left.len(),
+                left.join("\n  - ")
+            ),
+        })
+    }
+}
+
+/// Whether some other entry of `live` is a child of `candidate`.
+fn has_child(candidate: &LiveResource, live: &[LiveResource]) -> bool {
+    live.iter().any(|other| {
+        other.spec.parent.as_deref() == Some(candidate.spec.name.as_str())
+            && other.spec != candidate.spec
+    })
+}
+
+/// Writes what happened to one entry to the ledger and the report.
+async fn record(
+    ledger: &Ledger,
+    resource: &LiveResource,
+    outcome: Result<Cleaned>,
+    report: &mut CleanupReport,
+    left: &mut Vec<String>,
+) -> Result<()> {
+    {
         match outcome {
             Ok(Cleaned::Deleted) => {
                 ledger.deleted(&resource.spec).await?;
@@ -60,18 +116,7 @@ pub async fn cleanup_ledger(
             }
         }
     }
-    if left.is_empty() {
-        Ok(report)
-    } else {
-        Err(Error::Stage {
-            stage: Stage::Cleanup,
-            message: format!(
-                "{} resource(s) could not be freed (they stay in the ledger; run `gate cleanup` again):\n  - {}",
-                left.len(),
-                left.join("\n  - ")
-            ),
-        })
-    }
+    Ok(())
 }
 
 /// Newest first, and every child before its parent even when the parent came later.

@@ -41,6 +41,8 @@ pub enum Cleaned {
 pub struct Observed {
     /// Its kind, as in the ledger.
     pub kind: String,
+    /// Where it is, as in the ledger's `scope` (a region, a lock dir, a Jenkins URL).
+    pub scope: String,
     /// Its name.
     pub name: String,
     /// The backend's id for it.

@@ -272,8 +272,10 @@ impl Cleaner for LocalProvider {
         if !run_dir.is_dir() {
             return Ok(found);
         }
+        let root = self.absolute_root()?.display().to_string();
         found.push(Observed {
             kind: RUN_DIR.into(),
+            scope: root,
             name: run_id.to_string(),
             id: run_dir.display().to_string(),
             run_id: Some(run_id.clone()),
@@ -284,6 +286,7 @@ impl Cleaner for LocalProvider {
             if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                 found.push(Observed {
                     kind: HOST_DIR.into(),
+                    scope: run_dir.display().to_string(),
                     name: entry.file_name().to_string_lossy().into_owned(),
                     id: entry.path().display().to_string(),
                     run_id: Some(run_id.clone()),
@@ -328,6 +331,7 @@ impl Cleaner for LocalProvider {
             }
             found.push(Observed {
                 kind: RUN_DIR.into(),
+                scope: root.display().to_string(),
                 name: run_id.to_string(),
                 id: path.display().to_string(),
                 run_id: Some(run_id),

@@ -278,6 +278,7 @@ impl Cleaner for StaticProvider {
             if out.stdout.trim() == run_id.as_str() {
                 found.push(Observed {
                     kind: RESERVATION.into(),
+                    scope: self.spec(lab).scope,
                     name: lab.name.clone(),
                     id: self.config.lock_dir.clone(),
                     run_id: Some(run_id.clone()),

@@ -35,26 +35,51 @@ pub fn wrap(cmd: &Command, home: Option<&str>) -> String {
         r#"{{ printf '\037GATE_PGID %s\n' "$$" >&2; {}; rc=$?; printf '\037GATE_EXIT %s\n' "$rc" >&2; exit "$rc"; }}"#,
         program.to_shell_line()
     );
-    let cwd = match (cmd.working_dir(), home) {
-        (Some(dir), Some(home)) if !dir.starts_with('/') => Some(format!("{home}/{dir}")),
-        (Some(dir), _) => Some(dir.to_owned()),
-        (None, Some(home)) => Some(home.to_owned()),
-        (None, None) => None,
-    };
-    match cwd {
+    match working_dir(cmd, home) {
         Some(dir) => format!("cd {} && {body}", gate_core::shell_quote(&dir)),
         None => body,
     }
 }
 
+/// Where `cmd` runs: its directory (relative ones under `home`), else `home`, else wherever
+/// sshd starts it (the user's home).
+pub fn working_dir(cmd: &Command, home: Option<&str>) -> Option<String> {
+    match (cmd.working_dir(), home) {
+        (Some(dir), Some(home)) if !dir.starts_with('/') => Some(format!("{home}/{dir}")),
+        (Some(dir), _) => Some(dir.to_owned()),
+        (None, Some(home)) => Some(home.to_owned()),
+        (None, None) => None,
+    }
+}
+
+/// Kills process group `pgid` on the host through a channel of its own (the command's
+/// channel is busy with the command). Leaves the session in blocking mode.
+pub fn kill_group(session: &Session, pgid: u32) {
+    session.set_blocking(true);
+    if let Ok(mut killer) = session.channel_session() {
+        let _ = killer.exec(&format!("kill -KILL -- -{pgid}"));
+        let _ = killer.wait_close();
+    }
+}
+
+/// Waits up to 100 ms for data on the session's socket.
+pub fn wait_readable(socket: &TcpStream) {
+    let mut fds = [nix::poll::PollFd::new(
+        socket.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u8));
+}
+
 /// Splits a byte stream into lines.
 #[derive(Default)]
-struct Lines {
+pub struct Lines {
     pending: Vec<u8>,
 }
 
 impl Lines {
-    fn push(&mut self, bytes: &[u8], mut each: impl FnMut(&str)) {
+    /// Takes bytes; calls `each` for every line completed.
+    pub fn push(&mut self, bytes: &[u8], mut each: impl FnMut(&str)) {
         self.pending.extend_from_slice(bytes);
         while let Some(at) = self.pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=at).collect();
@@ -63,7 +88,8 @@ impl Lines {
         }
     }
 
-    fn finish(&mut self, each: impl FnMut(&str)) {
+    /// Ends the stream: a last line without a newline is passed on too.
+    pub fn finish(&mut self, each: impl FnMut(&str)) {
         if !self.pending.is_empty() {
             self.pending.push(b'\n');
             self.push(&[], each);
@@ -123,7 +149,7 @@ pub struct Run<'a> {
 }
 
 /// Restores blocking mode when the non-blocking read loop ends, however it ends.
-struct Blocking<'a>(&'a Session);
+pub struct Blocking<'a>(pub &'a Session);
 
 impl Drop for Blocking<'_> {
     fn drop(&mut self) {
@@ -145,11 +171,8 @@ impl Run<'_> {
     /// Kills the command's process group through a second channel, then closes `channel`.
     fn kill(&self, channel: &mut Channel, pgid: Option<u32>) {
         self.session.set_blocking(true);
-        if let Some(pgid) = pgid
-            && let Ok(mut killer) = self.session.channel_session()
-        {
-            let _ = killer.exec(&format!("kill -KILL -- -{pgid}"));
-            let _ = killer.wait_close();
+        if let Some(pgid) = pgid {
+            kill_group(self.session, pgid);
         }
         let _ = channel.close();
     }
@@ -222,11 +245,7 @@ impl Run<'_> {
                 }
                 if !progressed {
                     let _ = self.session.keepalive_send();
-                    let mut fds = [nix::poll::PollFd::new(
-                        self.socket.as_fd(),
-                        nix::poll::PollFlags::POLLIN,
-                    )];
-                    let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u8));
+                    wait_readable(self.socket);
                 }
             }
         }

@@ -5,7 +5,10 @@
 //! the run's `known_hosts`, and authenticates with the SSH agent, the run's own key or
 //! configured key files. [`SshTransport`] reuses that session for every command, upload and
 //! download of the run; blocking libssh2 calls run on the blocking thread pool, never on
-//! the async runtime.
+//! the async runtime. Commands go to one long-lived `bash` per host on one channel of that
+//! session, each in a process group of its own (killed as a whole on timeout or cancel), with
+//! stdin from `/dev/null`; a host without `bash` gets a channel and a login shell per
+//! command instead.
 //!
 //! ```toml
 //! [transport.ssh]
@@ -20,8 +23,11 @@ mod auth;
 mod config;
 mod connect;
 mod exec;
+mod job;
 mod known_hosts;
+mod marks;
 mod sftp;
+mod shell;
 mod transport;
 
 #[cfg(feature = "testkit")]

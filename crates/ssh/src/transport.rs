@@ -1,4 +1,7 @@
-//! The SSH [`Transport`]: one session per host, reused for everything.
+//! The SSH [`Transport`]: one session per host, reused for everything. Commands go to the
+//! host's command shell (see [`crate::shell`]) on one long-lived channel of that session;
+//! streamed commands (`exec_to`, tar), and every command on a host whose shell cannot start,
+//! get a channel of their own (see [`crate::exec`]).
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -12,11 +15,96 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::exec::{Run, StdoutTo, wrap};
 use crate::sftp;
+use crate::shell::{Ctx, Job, Opened, Shell};
 
-/// A connected session and a handle on its socket.
+/// The host's command shell.
+enum ShellState {
+    /// Not started yet, or ended: the next command starts one.
+    Closed,
+    /// Running.
+    Open(Shell),
+    /// The host cannot run it: every command gets a channel of its own.
+    Unavailable,
+}
+
+/// A connected session, a handle on its socket, and the command shell on it.
 struct Connection {
     session: Session,
     socket: TcpStream,
+    shell: ShellState,
+}
+
+/// One command for [`Connection::exec`].
+struct Request {
+    host: String,
+    home: Option<String>,
+    cmd: Command,
+    shown: String,
+    log: gate_core::HostLog,
+    cancel: tokio_util::sync::CancellationToken,
+    deadline: Option<Instant>,
+    limit: Option<std::time::Duration>,
+}
+
+impl Connection {
+    /// Runs `req` on the command shell (started when there is none; started again once when
+    /// it turns out to have ended before it took the command), else on its own channel.
+    fn exec(&mut self, req: &Request) -> Result<ExecOutput> {
+        let Connection {
+            session,
+            socket,
+            shell,
+        } = self;
+        let cx = Ctx {
+            session,
+            socket,
+            host: &req.host,
+            log: &req.log,
+            cancel: &req.cancel,
+        };
+        let job = Job {
+            cmd: &req.cmd,
+            home: req.home.as_deref(),
+            shown: &req.shown,
+            deadline: req.deadline,
+            limit: req.limit,
+        };
+        for _ in 0..2 {
+            if let ShellState::Closed = shell {
+                *shell = match Shell::open(&cx)? {
+                    Opened::Ready(opened) => ShellState::Open(opened),
+                    Opened::Unavailable(why) => {
+                        tracing::debug!(host = %req.host, "no command shell: {why}");
+                        req.log.note(&format!(
+                            "no command shell on this host ({why}): one channel per command"
+                        ));
+                        ShellState::Unavailable
+                    }
+                };
+            }
+            let ShellState::Open(open) = shell else {
+                break;
+            };
+            let result = open.run(&cx, &job);
+            if open.is_dead() {
+                *shell = ShellState::Closed;
+            }
+            if let Some(out) = result? {
+                return Ok(out);
+            }
+        }
+        Run {
+            session,
+            socket,
+            host: &req.host,
+            shown: req.shown.clone(),
+            log: &req.log,
+            cancel: &req.cancel,
+            deadline: req.deadline,
+            limit: req.limit,
+        }
+        .run(&wrap(&req.cmd, req.home.as_deref()), StdoutTo::Log)
+    }
 }
 
 /// A [`Transport`] over one SSH session. Commands on one host run one at a time.
@@ -41,7 +129,11 @@ impl SshTransport {
     pub(crate) fn new(host: Host, session: Session, socket: TcpStream) -> Self {
         Self {
             host,
-            connection: Arc::new(Mutex::new(Connection { session, socket })),
+            connection: Arc::new(Mutex::new(Connection {
+                session,
+                socket,
+                shell: ShellState::Closed,
+            })),
         }
     }
 
@@ -56,16 +148,16 @@ impl SshTransport {
     /// Runs `work` with the session on the blocking pool.
     async fn with_session<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+        work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let connection = self.connection.clone();
         let host = self.host.name.clone();
         tokio::task::spawn_blocking(move || {
-            let connection = connection.lock().map_err(|_| Error::Host {
+            let mut connection = connection.lock().map_err(|_| Error::Host {
                 host,
                 message: "an earlier SSH operation panicked".into(),
             })?;
-            work(&connection)
+            work(&mut connection)
         })
         .await
         .map_err(|e| Error::Host {
@@ -135,24 +227,18 @@ impl Transport for SshTransport {
     async fn exec(&self, cmd: &Command, io: &ExecIo<'_>) -> Result<ExecOutput> {
         let shown = cmd.to_string();
         io.log.note(&format!("$ {shown}"));
-        let line = wrap(cmd, self.host.home.as_deref());
-        let (host, log, cancel) = (self.host.name.clone(), io.log.clone(), io.cancel.clone());
         let limit = cmd.time_limit();
-        let deadline = limit.map(|limit| Instant::now() + limit);
-        self.with_session(move |c| {
-            Run {
-                session: &c.session,
-                socket: &c.socket,
-                host: &host,
-                shown,
-                log: &log,
-                cancel: &cancel,
-                deadline,
-                limit,
-            }
-            .run(&line, StdoutTo::Log)
-        })
-        .await
+        let req = Request {
+            host: self.host.name.clone(),
+            home: self.host.home.clone(),
+            cmd: cmd.clone(),
+            shown,
+            log: io.log.clone(),
+            cancel: io.cancel.clone(),
+            deadline: limit.map(|limit| Instant::now() + limit),
+            limit,
+        };
+        self.with_session(move |c| c.exec(&req)).await
     }
 
     async fn upload(&self, local: &Path, remote: &str) -> Result<()> {

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gate_core::junit::{CaseOutcome, CaseResult, read_counts, write_suite};
+use gate_core::junit::{CaseOutcome, CaseResult};
 use gate_core::steps::{Hosts, base_env, check_env_name, check_steps, run_step, select};
-use gate_core::{
-    BackendConfig, Command, Error, Result, StageContext, TestReport, Tester, Transport,
-};
+use gate_core::{BackendConfig, Result, StageContext, TestReport, Tester, Transport};
 
-use crate::config::CommandConfig;
+use crate::collect::{Request, collect, error_case};
+use crate::config::{CommandConfig, check_suite_name};
+use crate::validate::write_checked;
 
 /// The registry name of the tester.
 pub const NAME: &str = "command";
@@ -27,14 +27,7 @@ impl CommandTester {
         if config.tests.is_empty() {
             return Err(section.error("tests", "needs at least one test"));
         }
-        let suite_ok = !config.suite.is_empty()
-            && config
-                .suite
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if !suite_ok {
-            return Err(section.error("suite", "use letters, digits, - _ . only (it names a file)"));
-        }
+        check_suite_name(section, &config.suite)?;
         check_steps(section, "tests", &config.tests)?;
         for name in config.env.keys() {
             check_env_name(section, "env", name)?;
@@ -42,58 +35,28 @@ impl CommandTester {
         Ok(Self { config })
     }
 
-    /// Copies the JUnit files a host left in `results_dir` to `results/<host>-<file>.xml`;
-    /// a file that is not valid JUnit becomes an error case instead.
+    /// Collects the configured JUnit and other files from one host; files that could not
+    /// be copied become error cases.
     async fn collect(
         &self,
         cx: &StageContext,
         transport: &dyn Transport,
         cases: &mut Vec<CaseResult>,
     ) -> Result<TestReport> {
-        let host = transport.host().name.clone();
-        let log = cx.host_log(&host)?;
-        let io = gate_core::ExecIo {
-            log: &log,
-            cancel: &cx.cancel,
+        let host = &transport.host().name;
+        let request = Request {
+            base: None,
+            junit: &self.config.junit,
+            files: &self.config.files,
+            files_subdir: "",
         };
-        let remote = &self.config.results_dir;
-        let present = transport
-            .exec(&Command::new("test").arg("-d").arg(remote), &io)
-            .await?;
-        let mut report = TestReport::default();
-        if !present.status.success() {
-            return Ok(report);
-        }
-        let staging = cx.artifacts_subdir(format!("results/.collect-{host}"))?;
-        transport.download(remote, &staging).await?;
-        let mut files: Vec<_> = std::fs::read_dir(&staging)
-            .map_err(|e| Error::io("listing", &staging, e))?
-            .flatten()
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "xml") && path.is_file())
-            .collect();
-        files.sort();
-        for file in files {
-            let name = file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let target = cx.results_dir().join(format!("{host}-{name}"));
-            match read_counts(&file) {
-                Ok(counts) => {
-                    std::fs::rename(&file, &target).map_err(|e| Error::io("moving", &file, e))?;
-                    report.absorb(TestReport {
-                        junit_files: vec![target],
-                        ..counts
-                    });
-                }
-                Err(e) => {
-                    cases.push(self.error_case(&host, format!("collect {remote}/{name}"), &e))
-                }
-            }
-        }
-        std::fs::remove_dir_all(&staging).map_err(|e| Error::io("removing", &staging, e))?;
-        Ok(report)
+        let collected = collect(cx, transport, request).await?;
+        cases.extend(collected.error_cases(&self.classname(host)));
+        Ok(collected.report)
+    }
+
+    fn classname(&self, host: &str) -> String {
+        format!("{}.{host}", self.config.suite)
     }
 }
 
@@ -107,9 +70,9 @@ impl Tester for CommandTester {
             for transport in select(cx, Hosts::All) {
                 match self.collect(cx, transport.as_ref(), &mut cases).await {
                     Ok(report) => collected.absorb(report),
-                    Err(e) => cases.push(self.error_case(
-                        &transport.host().name,
-                        format!("collect {}", self.config.results_dir),
+                    Err(e) => cases.push(error_case(
+                        &self.classname(&transport.host().name),
+                        "collect results".into(),
                         &e,
                     )),
                 }
@@ -117,7 +80,7 @@ impl Tester for CommandTester {
         }
         // The suite is written whatever happened, so what ran is never lost.
         let path = cx.results_dir().join(format!("{}.xml", self.config.suite));
-        let mut report = write_suite(&path, &self.config.suite, &cases)?;
+        let mut report = write_checked(&path, &self.config.suite, &cases)?;
         if let Some(e) = interrupted {
             return Err(e);
         }
@@ -137,7 +100,7 @@ impl CommandTester {
             for outcome in run_step(cx, test, &name, self.config.hosts, &env, timeout).await {
                 let case = match outcome.result {
                     Ok(out) => CaseResult {
-                        classname: format!("{}.{}", self.config.suite, outcome.host),
+                        classname: self.classname(&outcome.host),
                         name: name.clone(),
                         duration: out.duration,
                         outcome: if out.status.success() {
@@ -150,27 +113,15 @@ impl CommandTester {
                         output: (!out.status.success()).then(|| out.tail.join("\n")),
                     },
                     Err(e) if e.is_cancelled() => {
-                        cases.push(self.error_case(&outcome.host, name.clone(), &e));
+                        cases.push(error_case(&self.classname(&outcome.host), name, &e));
                         return Err(e);
                     }
-                    Err(e) => self.error_case(&outcome.host, name.clone(), &e),
+                    Err(e) => error_case(&self.classname(&outcome.host), name.clone(), &e),
                 };
                 cases.push(case);
             }
         }
         Ok(())
-    }
-
-    fn error_case(&self, host: &str, name: String, error: &Error) -> CaseResult {
-        CaseResult {
-            classname: format!("{}.{host}", self.config.suite),
-            name,
-            duration: Duration::ZERO,
-            outcome: CaseOutcome::Error {
-                message: error.to_string(),
-            },
-            output: None,
-        }
     }
 }
 
@@ -178,6 +129,7 @@ impl CommandTester {
 mod tests {
     use super::*;
     use gate_core::Stage;
+    use gate_core::junit::read_counts;
     use gate_core::testkit::LocalStage;
 
     fn tester(toml: &str) -> Result<CommandTester> {
@@ -218,31 +170,53 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn junit_files_left_on_hosts_are_collected_and_garbage_is_an_error_case() {
+    async fn junit_and_other_files_are_collected_from_every_host_and_garbage_is_kept_as_broken() {
         let stage = LocalStage::new(2, Stage::Test).await;
         let t = tester(
             r#"
-            hosts = "all"
+            hosts = "primary"
+            files = ["logs/*.log"]
             [[tests]]
             name = "unit"
+            hosts = "all"
             script = """
-            mkdir -p results
+            mkdir -p results logs
             printf '<testsuite name="u" tests="2"><testcase name="a"/><testcase name="b"><failure message="x"/></testcase></testsuite>' > results/unit.xml
+            echo "ran on $GATE_HOST" > logs/run.log
             if [ "$GATE_HOST" = host-2 ]; then echo '<html>502</html>' > results/bad.xml; fi
             """
             "#,
         )
         .unwrap();
         let report = t.test(&stage.cx).await.unwrap();
-        // 2 own cases + 2x2 collected + 1 error case for the bad file.
+        // 2 own cases + 2x2 collected + 1 error report standing in for the bad file.
         assert_eq!(report.tests, 2 + 4 + 1);
         assert_eq!(report.failures, 2);
         assert_eq!(report.errors, 1);
         let results = stage.cx.results_dir();
-        assert!(results.join("host-1-unit.xml").exists());
-        assert!(results.join("host-2-unit.xml").exists());
-        assert!(!results.join("host-2-bad.xml").exists());
-        assert!(!results.join(".collect-host-1").exists());
+        for host in ["host-1", "host-2"] {
+            assert_eq!(
+                read_counts(&results.join(format!("{host}-unit.xml")))
+                    .unwrap()
+                    .tests,
+                2
+            );
+            assert_eq!(
+                std::fs::read_to_string(results.join(host).join("run.log")).unwrap(),
+                format!("ran on {host}\n")
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(results.join("host-2-bad-broken.xml")).unwrap(),
+            "<html>502</html>\n"
+        );
+        let error = std::fs::read_to_string(results.join("host-2-bad.xml")).unwrap();
+        assert!(
+            error.contains("host-2-bad.xml is not valid JUnit XML: at byte"),
+            "{error}"
+        );
+        assert!(error.contains("root element is &lt;html&gt;"), "{error}");
+        assert!(!results.join("host-1-bad.xml").exists());
     }
 
     #[tokio::test]

@@ -1,14 +1,29 @@
 //! gate-testers: test backends that leave JUnit XML in `artifacts/results/`.
 //!
-//! The `command` tester runs configured test commands on the primary or on every host;
-//! each command on each host becomes a JUnit test case (a failure carries the tail of its
-//! output). JUnit files the commands leave in `results_dir` on a host are collected too.
+//! - `command` ([`CommandTester`]): configured test commands on the primary or on every
+//!   host; each command on each host becomes a JUnit test case (a failure carries the tail
+//!   of its output). JUnit and other result files the commands leave are collected from
+//!   every host ([`collect`]).
+//! - `ceph` ([`CephTester`]): a Ceph functional suite command on one host, judged by the
+//!   JUnit it leaves ([`suite`]).
+//! - `selenium` ([`SeleniumTester`]): a Selenium suite (pytest, nose, nose2 or a command of
+//!   your own) on one host against a URL; its JUnit and screenshots are collected.
+//! - [`subunit`]: a streaming subunit v2 → JUnit converter.
+//!
+//! Every JUnit file a tester publishes is checked first ([`validate`]): a broken one is
+//! kept as `<name>-broken.xml` beside a valid report with an error case that names it.
+//!
+//! Layout under `artifacts/results/`: `<suite>.xml` (the tester's own cases),
+//! `<host>-<file>.xml` (JUnit collected from a host), `<host>/…` (other collected files:
+//! `<host>/<file>` for `command`, `<host>/ceph/…`, `<host>/screenshots/…`).
 //!
 //! ```toml
 //! [tester]
 //! backend = "command"
 //! suite = "smoke"
 //! hosts = "all"
+//! junit = ["results/*.xml", "/var/log/unit/**/*.xml"]
+//! files = ["/var/log/unit/*.html"]
 //!
 //! [[tester.tests]]
 //! name = "api answers"
@@ -16,12 +31,19 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod ceph;
+pub mod collect;
 mod command;
 mod config;
+pub mod selenium;
 pub mod subunit;
+pub mod suite;
+pub mod validate;
 
+pub use ceph::{CephConfig, CephTester};
 pub use command::CommandTester;
 pub use config::CommandConfig;
+pub use selenium::{SeleniumConfig, SeleniumTester};
 
 use std::sync::Arc;
 
@@ -31,5 +53,11 @@ use gate_core::Registry;
 pub fn register(registry: &mut Registry) {
     registry.add_tester(command::NAME, |config| {
         Ok(Arc::new(CommandTester::from_config(config)?))
+    });
+    registry.add_tester(ceph::NAME, |config| {
+        Ok(Arc::new(CephTester::from_config(config)?))
+    });
+    registry.add_tester(selenium::NAME, |config| {
+        Ok(Arc::new(SeleniumTester::from_config(config)?))
     });
 }

@@ -14,7 +14,12 @@
 //!   lookalikes of openstack-ansible and rpc-openstack whose scripts record what they saw.
 //! - [`JenkinsSim`]: a simulator of the Jenkins REST endpoints gate uses (nodes, crumbs,
 //!   agent secrets, `agent.jar`), with faults, on 127.0.0.1.
+//! - [`MonitoringSim`]: a simulator of Rackspace Cloud Monitoring's REST API (entities,
+//!   checks, paginated lists, faults, lost answers) on 127.0.0.1.
 //! - [`S3Server`]: a real S3 server (`s3s-fs`) on 127.0.0.1, objects in a temporary directory.
+//! - [`OpenStack`]: real Keystone, Nova (fake virt driver), Placement, Glance and Heat on
+//!   127.0.0.1 (plus the one stand-in, a read-only Neutron API), a project per test, and a
+//!   join task that makes servers reachable fleet hosts ([`openstack`]).
 //!
 //! Everything stops on `Drop` and leaves nothing behind, also when a test panics.
 //!
@@ -43,6 +48,8 @@ mod https;
 mod jenkins;
 mod keeper;
 mod mirror;
+mod monitoring;
+pub mod openstack;
 mod proc;
 mod s3;
 mod tools;
@@ -55,4 +62,6 @@ pub use http::StaticServer;
 pub use https::HttpsServer;
 pub use jenkins::{JenkinsSim, SimNode, SimRequest};
 pub use mirror::Mirror;
+pub use monitoring::{MonitoringRequest, MonitoringSim, MonitoringThing};
+pub use openstack::OpenStack;
 pub use s3::S3Server;

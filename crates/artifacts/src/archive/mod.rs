@@ -3,6 +3,7 @@
 
 mod index;
 pub(crate) mod remote;
+pub(crate) mod stream;
 pub(crate) mod unpack;
 
 use std::collections::BTreeMap;
@@ -10,12 +11,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use gate_core::traits::{ArchiveReport, Archiver};
+use gate_core::transport::ExitStatus;
 use gate_core::{Error, HostIo, Result, StageContext, Transport};
 use serde::Serialize;
 
 use crate::config::StreamedArchiverConfig;
 use crate::manifest::{Manifest, ManifestEntry};
 use remote::Preflight;
+use stream::{Codec, Streamed, stream};
 use unpack::{Rules, Unpacked};
 
 pub use index::write_index;
@@ -58,6 +61,8 @@ pub struct HostArchive {
     pub excluded: Vec<String>,
     /// Why the copy stopped at the size limit, if it did.
     pub limit_hit: Option<String>,
+    /// How the stream was compressed (`zstd`, `gzip`, `none`).
+    pub compression: Option<String>,
     /// Warnings of tar on the host (its last lines), if it did not exit 0.
     pub warnings: Vec<String>,
     /// Why the host's archive is incomplete, if it failed.
@@ -185,32 +190,18 @@ impl StreamedArchiver {
             return Ok(());
         }
         let excludes = self.config.excludes();
-        let tar = remote::tar(&present, &excludes, self.config.compression);
+        let codec = Codec::choose(self.config.compression, found.zstd, &host)?;
+        archive.compression = Some(codec.name().to_owned());
+        let tar = remote::tar(&present, &excludes, codec);
         let rules = Rules {
             limit: self.config.max_host_bytes(),
             exclude: excludes,
         };
-        let (mut writer, reader) = tokio::io::duplex(1 << 20);
-        let reader = tokio_util::io::SyncIoBridge::new(reader);
-        let gzip = self.config.compression == crate::config::Compression::Gzip;
-        let unpacking = tokio::task::spawn_blocking(move || {
-            if gzip {
-                unpack::unpack(flate2::read::GzDecoder::new(reader), &dest, &rules)
-            } else {
-                unpack::unpack(reader, &dest, &rules)
-            }
-        });
-        let streaming = async {
-            let out = transport.exec_to(&tar, &mut writer, &hio.io()).await;
-            drop(writer);
-            out
-        };
-        let (streamed, unpacked) = tokio::join!(streaming, unpacking);
-        let unpacked = unpacked.map_err(|e| Error::Host {
-            host: host.clone(),
-            message: format!("the unpacking task failed: {e}"),
-        })?;
-        let (unpacked, unpack_error) = unpacked;
+        let Streamed {
+            sent: streamed,
+            unpacked,
+            unpack_error,
+        } = stream(&**transport, &tar, &hio.io(), codec, dest, rules).await?;
         absorb(archive, unpacked);
         if archive.limit_hit.is_some() {
             // The stream was cut on purpose; what fit is kept.
@@ -219,6 +210,15 @@ impl StreamedArchiver {
         let out = match (streamed, unpack_error) {
             // The host or the connection failed: that is the cause.
             (Err(e), _) if !matches!(e, Error::Host { .. }) => return Err(e),
+            // No tar (or no compressor) there: then the stream is empty, and that is why.
+            (Ok(out), _) if matches!(out.status, ExitStatus::Code(126 | 127)) => {
+                return Err(Error::Command {
+                    host,
+                    command: tar.to_string(),
+                    status: out.status.to_string(),
+                    tail: out.tail,
+                });
+            }
             (_, Some(e)) => {
                 return Err(Error::Host {
                     host,
@@ -228,13 +228,7 @@ impl StreamedArchiver {
             (streamed, None) => streamed?,
         };
         match out.status {
-            gate_core::transport::ExitStatus::Code(0) => Ok(()),
-            gate_core::transport::ExitStatus::Code(126 | 127) => Err(Error::Command {
-                host,
-                command: tar.to_string(),
-                status: out.status.to_string(),
-                tail: out.tail,
-            }),
+            ExitStatus::Code(0) => Ok(()),
             status => {
                 archive.warnings.push(format!("tar {status}"));
                 archive.warnings.extend(out.tail);

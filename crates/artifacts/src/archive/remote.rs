@@ -3,11 +3,13 @@
 
 use gate_core::Command;
 
-use crate::config::Compression;
+use super::stream::Codec;
 
 /// Lists each path as `missing` (not there) and every file under the present ones that the
-/// login user cannot read as `unreadable`. Paths follow the script as `$@`.
-const PREFLIGHT: &str = r#"n=$#
+/// login user cannot read as `unreadable`, and says `has zstd` when the host has it. Paths
+/// follow the script as `$@`.
+const PREFLIGHT: &str = r#"command -v zstd >/dev/null 2>&1 && printf 'has\tzstd\n'
+n=$#
 for p do
     if [ -e "$p" ] || [ -h "$p" ]; then set -- "$@" "$p"; else printf 'missing\t%s\n' "$p"; fi
 done
@@ -33,6 +35,8 @@ pub struct Preflight {
     pub missing: Vec<String>,
     /// Files that cannot be read.
     pub unreadable: Vec<String>,
+    /// Whether the host has the `zstd` program.
+    pub zstd: bool,
 }
 
 impl Preflight {
@@ -43,6 +47,7 @@ impl Preflight {
             match line.split_once('\t') {
                 Some(("missing", path)) => found.missing.push(path.to_owned()),
                 Some(("unreadable", path)) => found.unreadable.push(path.to_owned()),
+                Some(("has", "zstd")) => found.zstd = true,
                 _ => {}
             }
         }
@@ -51,9 +56,10 @@ impl Preflight {
 }
 
 /// One tar stream of every path in `present` (absolute paths named without their leading
-/// `/`, relative ones as given from the home directory), leaving out `exclude` patterns on
-/// the host already, never following links, going on past unreadable or vanishing files.
-pub fn tar(present: &[String], exclude: &[String], compression: Compression) -> Command {
+/// `/`, relative ones as given from the home directory), compressed by `codec` on the host,
+/// leaving out `exclude` patterns on the host already, never following links, going on past
+/// unreadable or vanishing files.
+pub fn tar(present: &[String], exclude: &[String], codec: Codec) -> Command {
     let mut cmd = Command::new("tar").args([
         "-cf",
         "-",
@@ -62,8 +68,8 @@ pub fn tar(present: &[String], exclude: &[String], compression: Compression) -> 
         "--warning=no-file-removed",
         "--warning=no-file-shrank",
     ]);
-    if compression == Compression::Gzip {
-        cmd = cmd.arg("-z");
+    if let Some(program) = codec.program() {
+        cmd = cmd.arg(format!("--use-compress-program={program}"));
     }
     for pattern in exclude {
         cmd = cmd.arg(format!("--exclude={pattern}"));
@@ -102,6 +108,8 @@ mod tests {
         let found = Preflight::parse("missing\t/nope\nunreadable\t/var/log/secret.log\nnoise\n");
         assert_eq!(found.missing, ["/nope"]);
         assert_eq!(found.unreadable, ["/var/log/secret.log"]);
+        assert!(!found.zstd);
+        assert!(Preflight::parse("has\tzstd\n").zstd);
     }
 
     #[test]
@@ -109,10 +117,11 @@ mod tests {
         let cmd = tar(
             &["/var/log".into(), "logs".into(), "-odd".into()],
             &["*secrets*.yml".into()],
-            Compression::None,
+            Codec::Zstd,
         );
         let args = cmd.arg_list();
         assert!(args.contains(&"--exclude=*secrets*.yml".to_owned()));
+        assert!(args.contains(&"--use-compress-program=zstd -1 -T0 -q".to_owned()));
         let tail: Vec<&str> = args
             .iter()
             .rev()

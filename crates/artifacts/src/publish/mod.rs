@@ -4,7 +4,6 @@
 pub mod logs;
 pub mod repo_server;
 pub mod s3;
-mod s3_client;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -25,22 +25,25 @@ pub const REPO_SERVER: &str = "repo-server";
 /// the next publisher of the series.
 const TMP_PREFIX: &str = ".gate-tmp-";
 
-/// Takes the lock `$2` (a directory) in `$1`, recording owner `$3`; a lock older than `$4`
-/// minutes is taken over. Prints `locked` or `held<TAB>owner`.
+/// Takes the lock `$2` (a directory) in `$1`, recording owner `$3`; a lock held by the same
+/// run (`$5`, the first word of the owner: a publish of this run that died and is run
+/// again) or older than `$4` minutes is taken over. Prints `locked` or `held<TAB>owner`.
 const LOCK: &str = r#"mkdir -p -- "$1" || exit 1
 if mkdir -- "$2" 2>/dev/null; then printf '%s\n' "$3" > "$2/owner"; echo locked; exit 0; fi
-if [ -n "$(find "$2" -maxdepth 0 -mmin +"$4" 2>/dev/null)" ]; then
+holder=$(cat -- "$2/owner" 2>/dev/null)
+if [ "${holder%% *}" = "$5" ] || [ -n "$(find "$2" -maxdepth 0 -mmin +"$4" 2>/dev/null)" ]; then
     rm -rf -- "$2" && mkdir -- "$2" && printf '%s\n' "$3" > "$2/owner" && echo locked && exit 0
 fi
-printf 'held\t%s\n' "$(cat -- "$2/owner" 2>/dev/null)""#;
+printf 'held\t%s\n' "$holder""#;
 
 /// Removes the lock `$1` if `$2` still owns it.
 const UNLOCK: &str = r#"[ "$(cat -- "$1/owner" 2>/dev/null)" = "$2" ] && rm -rf -- "$1"; exit 0"#;
 
 /// Lists `sha256  ./path` of every file under `$1` (none if it does not exist), after
-/// removing temporary files left by an interrupted publisher.
+/// removing what an interrupted publisher left under temporary names (files, and rsync's
+/// scratch directories with what they hold).
 const LIST: &str = r#"cd -- "$1" 2>/dev/null || exit 0
-find . -name '.gate-tmp-*' -type f -exec rm -f -- {} +
+find . -name '.gate-tmp-*' \( -type f -o -type d \) -prune -exec rm -rf -- {} +
 find . -type f -exec sha256sum -- {} +"#;
 
 /// Renames each pair of arguments (temporary name, final name) into place.
@@ -156,11 +159,12 @@ impl RepoServerPublisher {
     ) -> Result<()> {
         let (locks, lock) = self.lock_dir();
         let minutes = self.config.stale_lock_secs.div_ceil(60).max(1).to_string();
+        let run_id = owner.split(' ').next().unwrap_or_default().to_owned();
         let cmd = Command::new("sh")
             .arg("-c")
             .arg(LOCK)
             .arg("gate-lock")
-            .args([locks, lock, owner.to_owned(), minutes]);
+            .args([locks, lock, owner.to_owned(), minutes, run_id]);
         retry(policy, io.cancel, "locking the series", || async {
             let out = server.run(&cmd, io).await?;
             if out.stdout.trim() == "locked" {
@@ -268,8 +272,15 @@ impl RepoServerPublisher {
             }
             Method::Rsync => {
                 if !todo.is_empty() {
+                    // rsync's own temporary files go to a scratch directory with gate's
+                    // prefix, so those of a killed transfer are removed by the next listing.
+                    let scratch = format!("{series}/{TMP_PREFIX}{}-rsync", cx.run_id);
+                    let mkdir = Command::new("mkdir").args(["-p", "--"]).arg(&scratch);
                     retry(policy, &cx.cancel, "rsync", || async {
-                        self.rsync(dir, &series, log).await.map_err(Failure::from)
+                        server.run(&mkdir, &io).await?;
+                        self.rsync(dir, &series, &scratch, log)
+                            .await
+                            .map_err(Failure::from)
                     })
                     .await?;
                 }
@@ -365,9 +376,9 @@ impl RepoServerPublisher {
             .collect())
     }
 
-    /// `rsync -a` of `dir` into `series` over `ssh` with the pinned host key (rsync writes
-    /// each file under a temporary name and renames it into place).
-    async fn rsync(&self, dir: &Path, series: &str, log: &HostLog) -> Result<()> {
+    /// `rsync -a` of `dir` into `series` over `ssh` with the pinned host key: rsync writes
+    /// each file in `scratch` (on the server, beside the series) and renames it into place.
+    async fn rsync(&self, dir: &Path, series: &str, scratch: &str, log: &HostLog) -> Result<()> {
         let ssh = [
             "ssh".to_owned(),
             "-i".into(),
@@ -389,9 +400,14 @@ impl RepoServerPublisher {
         .join(" ");
         let source = format!("{}/", dir.display());
         let target = format!("{}@{}:{series}/", self.config.user, self.config.host);
-        log.note(&format!("$ rsync -a --mkpath -e '{ssh}' {source} {target}"));
+        let temp_dir = format!("--temp-dir={scratch}");
+        log.note(&format!(
+            "$ rsync -a --mkpath {temp_dir} -e '{ssh}' {source} {target}"
+        ));
         let out = tokio::process::Command::new("rsync")
-            .args(["-a", "--mkpath", "--protect-args", "-e"])
+            .args(["-a", "--mkpath", "--protect-args"])
+            .arg(&temp_dir)
+            .arg("-e")
             .arg(&ssh)
             .arg(&source)
             .arg(&target)

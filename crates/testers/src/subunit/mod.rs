@@ -4,10 +4,10 @@
 //! JUnit XML that Jenkins' `junit` step accepts: one `<testcase>` per test id, `classname`
 //! and `name` split as `subunit2junitxml` splits them, the time from the timestamps, and
 //! `<failure>`/`<skipped>` elements carrying the attachments (tracebacks) as text. Finished
-//! test cases go straight to a temporary file, so memory holds only the tests in flight; the
-//! suite header with its counts is written last. Corrupt packets are reported (offset,
-//! reason), skipped, and listed as an error case; a truncated stream still gives valid XML
-//! for what was read.
+//! test cases go straight to the output file, so memory holds only the tests in flight; the
+//! suite header's counts are written last, over room kept for them. Corrupt packets are
+//! reported (offset, reason), skipped, and listed as an error case; a truncated stream still
+//! gives valid XML for what was read.
 //!
 //! ```
 //! let stream: &[u8] = &[]; // a subunit v2 stream, e.g. from `stestr last --subunit`
@@ -18,10 +18,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod escape;
 mod packet;
 mod xml;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufReader, Read};
 use std::path::Path;
 
@@ -51,11 +53,32 @@ struct InFlight {
     attachments: Vec<(String, Option<String>, Vec<u8>)>,
 }
 
+/// A fast hash for test ids (FxHash's multiply-rotate): the tests in flight are keyed by
+/// id, and SipHash showed in the converter's profile. Ids come from the test run, not from
+/// an adversary, so flooding resistance is not needed here.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Converts the subunit v2 stream `input` into JUnit XML at `output` (suite `suite`).
 pub fn convert<R: Read>(input: R, output: &Path, suite: &str) -> Result<ConvertReport> {
     let mut writer = xml::SuiteWriter::create(output, suite)?;
     let mut reader = Reader::new(BufReader::with_capacity(64 * 1024, input));
-    let mut in_flight: HashMap<String, InFlight> = HashMap::new();
+    let mut in_flight: HashMap<String, InFlight, BuildHasherDefault<IdHasher>> = HashMap::default();
     let mut problems = Vec::new();
     loop {
         let item = reader
@@ -76,11 +99,23 @@ pub fn convert<R: Read>(input: R, output: &Path, suite: &str) -> Result<ConvertR
                 problems.push(problem);
                 break;
             }
-            Some(Item::Packet(packet)) => {
-                let Some(id) = packet.test_id.clone() else {
+            Some(Item::Packet(mut packet)) => {
+                let Some(id) = packet.test_id.take() else {
                     continue;
                 };
                 let status = packet.status.unwrap_or(Status::Undefined);
+                // The common end of a test: no attachment on its last packet, so nothing to
+                // add to what is in flight (no copy of the id either).
+                if status.is_final() && packet.file.is_none() {
+                    let done = in_flight.remove(&id).unwrap_or_default();
+                    writer.case(&xml::Case {
+                        id: &id,
+                        status,
+                        seconds: duration(done.started, packet.timestamp),
+                        attachments: &done.attachments,
+                    })?;
+                    continue;
+                }
                 let test = in_flight.entry(id.clone()).or_default();
                 if status == Status::InProgress && test.started.is_none() {
                     test.started = packet.timestamp;

@@ -109,6 +109,8 @@ pub struct Reader<R: Read> {
     offset: u64,
     /// A byte read ahead while resynchronizing.
     peeked: Option<u8>,
+    /// The current packet's bytes (reused: one allocation for the whole stream).
+    packet: Vec<u8>,
 }
 
 impl<R: Read> Reader<R> {
@@ -118,6 +120,7 @@ impl<R: Read> Reader<R> {
             input,
             offset: 0,
             peeked: None,
+            packet: Vec::new(),
         }
     }
 
@@ -209,17 +212,26 @@ impl<R: Read> Reader<R> {
                 self.corrupt(start, &format!("impossible packet length {length}")),
             ));
         }
-        let mut packet = vec![0u8; length];
+        let mut packet = std::mem::take(&mut self.packet);
+        packet.clear();
+        packet.resize(length, 0);
         packet[..head].copy_from_slice(&header[..head]);
-        let got = self.fill(&mut packet[head..])?;
+        let got = self.fill(&mut packet[head..]);
+        let item = got.map(|got| Self::check(start, length, head, got, &packet));
+        self.packet = packet;
+        item.map(Some)
+    }
+
+    /// Checks and decodes a packet of `length` bytes of which `head + got` arrived.
+    fn check(start: u64, length: usize, head: usize, got: usize, packet: &[u8]) -> Item {
         if got < length - head {
-            return Ok(Some(Item::Truncated(Problem {
+            return Item::Truncated(Problem {
                 offset: start,
                 reason: format!(
                     "the stream ends inside a packet ({} of {length} bytes)",
                     head + got
                 ),
-            })));
+            });
         }
         let stored = u32::from_be_bytes([
             packet[length - 4],
@@ -229,24 +241,24 @@ impl<R: Read> Reader<R> {
         ]);
         let computed = crc32fast::hash(&packet[..length - 4]);
         if stored != computed {
-            return Ok(Some(Item::Corrupt(Problem {
+            return Item::Corrupt(Problem {
                 offset: start,
                 reason: format!("bad checksum: computed 0x{computed:08x}, stored 0x{stored:08x}"),
-            })));
+            });
         }
         let flags = u16::from_be_bytes([packet[1], packet[2]]);
         if flags >> 12 != 2 {
-            return Ok(Some(Item::Corrupt(Problem {
+            return Item::Corrupt(Problem {
                 offset: start,
                 reason: format!("unsupported version {}", flags >> 12),
-            })));
+            });
         }
         match decode_body(flags, &packet[head..length - 4]) {
-            Ok(decoded) => Ok(Some(Item::Packet(decoded))),
-            Err(reason) => Ok(Some(Item::Corrupt(Problem {
+            Ok(decoded) => Item::Packet(decoded),
+            Err(reason) => Item::Corrupt(Problem {
                 offset: start,
                 reason,
-            }))),
+            }),
         }
     }
 
@@ -294,9 +306,9 @@ impl Body<'_> {
         let first = *self.take(1, what)?.first().unwrap_or(&0);
         let extra = usize::from(first >> 6);
         let rest = self.take(extra, what)?;
-        let mut bytes = vec![first];
-        bytes.extend_from_slice(rest);
-        Ok(varint_value(&bytes))
+        Ok(rest
+            .iter()
+            .fold(u32::from(first & 0x3F), |acc, &b| (acc << 8) | u32::from(b)))
     }
 
     fn text(&mut self, what: &str) -> Result<String, String> {

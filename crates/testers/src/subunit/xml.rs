@@ -1,12 +1,16 @@
-//! Writing a JUnit suite whose header comes last: cases stream to a temporary file, then
-//! the header with the counts, the cases and the footer go to the output.
+//! Writing a JUnit suite in one pass whose header comes last: the header is written first
+//! with room for the counts, the cases stream after it, and at the end the header is
+//! written again over the same bytes with the real counts (padded with spaces before its
+//! `>`, which XML allows). The file is written as `<output>.partial`, synced and renamed.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use gate_core::{Error, Result};
 
+use super::escape::{attr, content, escape_into};
 use super::packet::{Problem, Status};
 use super::split_id;
 
@@ -28,12 +32,21 @@ pub struct Counts {
     seconds: f64,
 }
 
-/// Streams cases to a temporary file beside the output.
+/// Room for the counts' attributes in the header: four 20-digit numbers and a time of at
+/// most 21 characters with their names take 151 bytes.
+const COUNTS_ROOM: usize = 160;
+
+/// Streams cases into `<output>.partial`.
 pub struct SuiteWriter {
     output: PathBuf,
-    suite: String,
-    cases: BufWriter<File>,
+    partial: PathBuf,
+    /// `<?xml …?>\n<testsuite name="…"` (escaped).
+    opening: String,
+    out: BufWriter<File>,
     counts: Counts,
+    /// The case being rendered (reused).
+    line: String,
+    done: bool,
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> Error {
@@ -47,38 +60,83 @@ impl SuiteWriter {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
-        let cases = tempfile::tempfile_in(dir).map_err(|e| io_error(output, e))?;
-        Ok(Self {
+        let mut name = output.file_name().unwrap_or_default().to_owned();
+        name.push(".partial");
+        let partial = dir.join(name);
+        let file = File::create(&partial).map_err(|e| io_error(&partial, e))?;
+        let mut writer = Self {
             output: output.to_owned(),
-            suite: suite.to_owned(),
-            cases: BufWriter::new(cases),
+            opening: format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"{}\"",
+                attr(suite)
+            ),
+            partial,
+            out: BufWriter::with_capacity(256 * 1024, file),
             counts: Counts::default(),
-        })
+            line: String::with_capacity(4096),
+            done: false,
+        };
+        let header = writer.header();
+        writer.write(header.as_bytes())?;
+        Ok(writer)
+    }
+
+    /// The header with the current counts, always of the same length.
+    fn header(&self) -> String {
+        let c = self.counts;
+        let counts = format!(
+            " tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{}\"",
+            c.tests,
+            c.failures,
+            c.errors,
+            c.skipped,
+            seconds(c.seconds)
+        );
+        format!("{}{counts:<COUNTS_ROOM$}>\n", self.opening)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| io_error(&self.partial, e))
+    }
+
+    /// Writes `self.line` with known secret values masked.
+    fn write_line(&mut self) -> Result<()> {
+        let line = std::mem::take(&mut self.line);
+        let result = match gate_core::secret::redact(&line) {
+            Cow::Borrowed(_) => self.write(line.as_bytes()),
+            Cow::Owned(masked) => self.write(masked.as_bytes()),
+        };
+        self.line = line;
+        result
     }
 
     pub fn case(&mut self, case: &Case<'_>) -> Result<()> {
         let (classname, name) = split_id(case.id);
-        let mut xml = format!(
-            "<testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
-            attr(classname),
-            attr(name),
-            case.seconds
-        );
         self.counts.tests += 1;
         self.counts.seconds += case.seconds;
+        let x = &mut self.line;
+        x.clear();
+        x.push_str("<testcase classname=\"");
+        escape_into(x, classname, true);
+        x.push_str("\" name=\"");
+        escape_into(x, name, true);
+        x.push_str("\" time=\"");
+        x.push_str(&seconds(case.seconds));
+        x.push('"');
         match case.status {
-            Status::Success | Status::XFail => xml.push_str("/>\n"),
+            Status::Success | Status::XFail => x.push_str("/>\n"),
             Status::Skip => {
                 self.counts.skipped += 1;
                 let reason = attachment_text(case.attachments, "reason");
-                xml.push_str(&format!(
-                    ">\n<skipped>{}</skipped>\n</testcase>\n",
-                    attr(&reason)
-                ));
+                x.push_str(">\n<skipped>");
+                escape_into(x, &reason, true);
+                x.push_str("</skipped>\n</testcase>\n");
             }
             Status::UxSuccess => {
                 self.counts.failures += 1;
-                xml.push_str(
+                x.push_str(
                     ">\n<failure type=\"unittest.case._UnexpectedSuccess\"/>\n</testcase>\n",
                 );
             }
@@ -91,16 +149,16 @@ impl SuiteWriter {
                     .find(|l| !l.trim().is_empty())
                     .unwrap_or("")
                     .trim();
-                xml.push_str(&format!(
-                    ">\n<failure type=\"testtools.testresult.real._StringException\" message=\"{}\">{}</failure>\n</testcase>\n",
-                    attr(message),
-                    content(&text)
-                ));
+                x.push_str(
+                    ">\n<failure type=\"testtools.testresult.real._StringException\" message=\"",
+                );
+                escape_into(x, message, true);
+                x.push_str("\">");
+                escape_into(x, &text, false);
+                x.push_str("</failure>\n</testcase>\n");
             }
         }
-        self.cases
-            .write_all(xml.as_bytes())
-            .map_err(|e| io_error(&self.output, e))
+        self.write_line()
     }
 
     /// An error case listing the stream's problems.
@@ -116,44 +174,40 @@ impl SuiteWriter {
             problems.len(),
             content(&text)
         );
-        self.cases
-            .write_all(xml.as_bytes())
-            .map_err(|e| io_error(&self.output, e))
+        self.write(xml.as_bytes())
     }
 
-    /// Writes the output: header with counts, the cases, the footer. Returns the counts.
-    pub fn finish(self) -> Result<Counts> {
-        let mut cases = self
-            .cases
-            .into_inner()
-            .map_err(|e| io_error(&self.output, e.into_error()))?;
-        cases
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| io_error(&self.output, e))?;
-        let tmp = self.output.with_extension("xml.partial");
-        let mut out = BufWriter::new(File::create(&tmp).map_err(|e| io_error(&tmp, e))?);
-        let c = self.counts;
-        write!(
-            out,
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3}\">\n",
-            attr(&self.suite),
-            c.tests,
-            c.failures,
-            c.errors,
-            c.skipped,
-            c.seconds
-        )
-        .map_err(|e| io_error(&tmp, e))?;
-        std::io::copy(&mut cases, &mut out).map_err(|e| io_error(&tmp, e))?;
-        out.write_all(b"</testsuite>\n")
-            .map_err(|e| io_error(&tmp, e))?;
-        out.into_inner()
-            .map_err(|e| io_error(&tmp, e.into_error()))?
-            .sync_all()
-            .map_err(|e| io_error(&tmp, e))?;
-        std::fs::rename(&tmp, &self.output).map_err(|e| io_error(&self.output, e))?;
-        Ok(c)
+    /// Ends the suite: the footer, the header again with the counts, synced, renamed to
+    /// the output. Returns the counts.
+    pub fn finish(mut self) -> Result<Counts> {
+        self.write(b"</testsuite>\n")?;
+        let header = self.header();
+        let partial = self.partial.clone();
+        self.out.flush().map_err(|e| io_error(&partial, e))?;
+        let file = self.out.get_mut();
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.write_all(header.as_bytes()))
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_error(&partial, e))?;
+        std::fs::rename(&partial, &self.output).map_err(|e| io_error(&self.output, e))?;
+        self.done = true;
+        Ok(self.counts)
     }
+}
+
+/// A conversion that failed part way leaves no `.partial` file behind.
+impl Drop for SuiteWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}
+
+/// `secs` with three decimals (as `{:.3}`, without the float formatting machinery).
+fn seconds(secs: f64) -> String {
+    let millis = (secs.max(0.0) * 1000.0).round() as u64;
+    format!("{}.{:03}", millis / 1000, millis % 1000)
 }
 
 /// The text of attachment `name`, if it is there.
@@ -213,39 +267,53 @@ fn details_text(attachments: &[(String, Option<String>, Vec<u8>)]) -> String {
     out
 }
 
-/// `s` without characters XML 1.0 forbids.
-fn strip_invalid(s: &str) -> impl Iterator<Item = char> + '_ {
-    s.chars().filter(|&c| {
-        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn content(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in strip_invalid(s) {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
     }
-    gate_core::secret::redact(&out).into_owned()
-}
 
-fn attr(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in strip_invalid(s) {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\t' => out.push_str("&#x9;"),
-            '\n' => out.push_str("&#xA;"),
-            '\r' => out.push_str("&#xD;"),
-            c => out.push(c),
+    #[test]
+    fn the_header_gets_the_counts_in_place_and_nothing_partial_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.xml");
+        let mut w = SuiteWriter::create(&out, "s<&>").unwrap();
+        let traceback = [(
+            "traceback".to_owned(),
+            Some("text/plain".to_owned()),
+            b"boom".to_vec(),
+        )];
+        for (id, status, seconds, attachments) in [
+            ("a.B.test_x", Status::Success, 1.5, &[][..]),
+            ("a.B.test_y", Status::Fail, 0.25, &traceback[..]),
+        ] {
+            w.case(&Case {
+                id,
+                status,
+                seconds,
+                attachments,
+            })
+            .unwrap();
         }
+        let counts = w.finish().unwrap();
+        assert_eq!((counts.tests, counts.failures), (2, 1));
+        let xml = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"s&lt;&amp;&gt;\" tests=\"2\" failures=\"1\" errors=\"0\" skipped=\"0\" time=\"1.750\"      "),
+            "{xml}"
+        );
+        assert!(xml.ends_with("</testsuite>\n"), "{xml}");
+        let checked = crate::validate::check_junit(&out).unwrap();
+        assert_eq!((checked.tests, checked.failures), (2, 1));
+        // A writer dropped part way (a failed conversion) leaves nothing either.
+        drop(SuiteWriter::create(&dir.path().join("gone.xml"), "s").unwrap());
+        assert_eq!(listing(dir.path()), ["r.xml"]);
     }
-    gate_core::secret::redact(&out).into_owned()
 }

@@ -5,7 +5,7 @@ use gate_core::{Error, Result, Secret};
 use s3::Bucket;
 use s3::error::S3Error;
 
-use super::s3::S3;
+use super::S3;
 use crate::config::S3Config;
 use crate::retry::Failure;
 

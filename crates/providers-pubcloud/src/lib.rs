@@ -1,0 +1,45 @@
+//! gate-providers-pubcloud: the `pubcloud` provider — OpenStack Nova servers for a run.
+//!
+//! Every server is in the ledger before it can leak (an `intent` with its exact name before
+//! the create call, `created` with its id after), carries gate's tags (`gate_run_id`,
+//! `gate_created_at`, `gate_job`) and boots with root reachable by the keys file's keys and
+//! the run's own key (cloud-init user data). Regions are tried in random order, then the
+//! fallback regions; a region where anything fails (build ERROR, timeout, quota, no SSH)
+//! has its half-built servers deleted before the next is tried. Cleanup deletes by id, or by
+//! exact name and run id for a server whose id never reached the ledger; `sweep` finds
+//! what a lost ledger left behind.
+//!
+//! ```toml
+//! [provider]
+//! backend = "pubcloud"
+//! cloud = "public"
+//! hosts = 2
+//! flavor = "gate.small"
+//! image = "gate-tiny"
+//! regions = ["RegionOne"]
+//! ```
+#![deny(missing_docs)]
+
+mod allocate;
+mod clean;
+mod config;
+mod provider;
+
+pub use config::PubcloudConfig;
+pub use provider::PubcloudProvider;
+
+use gate_core::Registry;
+
+/// The registry name of the provider.
+pub const NAME: &str = "pubcloud";
+/// The ledger kind of a server.
+pub const SERVER: &str = "server";
+
+/// Registers the `pubcloud` provider.
+pub fn register(registry: &mut Registry) {
+    registry.add_provider(
+        NAME,
+        |config| Ok(provider::shared(config)?),
+        |config| Ok(provider::shared(config)?),
+    );
+}

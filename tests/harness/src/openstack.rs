@@ -1,0 +1,247 @@
+//! Real OpenStack services on 127.0.0.1 for tests: Keystone, Nova (fake virt driver),
+//! Placement, Glance and Heat from the pinned virtualenv (`scripts/openstack-env`), on
+//! sqlite, with RabbitMQ from Debian, plus the one stand-in, a read-only Neutron API.
+
+mod config;
+mod ironic;
+mod join;
+mod project;
+mod proxy;
+mod region;
+mod rest;
+mod services;
+mod start;
+mod wait;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::error::{HarnessError, Result};
+
+pub use ironic::{Ironic, IronicJoin, JoinedNode};
+pub use join::{JoinGuard, Joined};
+pub use project::Credentials;
+pub use proxy::{FaultProxy, Faults, Hold, Rewrite, Seen};
+pub use rest::{ApiSession, HttpResponse};
+
+/// The name of the tiny public image every set of services has.
+pub const IMAGE_NAME: &str = "gate-tiny";
+/// The name of the public flavor every set of services has (1 vCPU, 512 MiB, 1 GB).
+pub const FLAVOR_NAME: &str = "gate.small";
+/// The one region.
+pub const REGION: &str = "RegionOne";
+
+/// One set of real OpenStack services on 127.0.0.1, each on a port of its own:
+///
+/// - RabbitMQ (Debian's, its own `epmd`; loopback only),
+/// - Keystone (fernet tokens; `admin` in project `admin`; public and internal endpoints),
+/// - Placement, Glance (file store, with the public image [`IMAGE_NAME`]),
+/// - Nova: API, conductor, scheduler and one compute with `fake.FakeDriver` (1000 vCPUs,
+///   800 GB RAM: tens of servers fit), cell0 and cell1, hosts discovered; the public
+///   flavor [`FLAVOR_NAME`]; default quotas 50 instances, 100 cores, 200 GiB RAM,
+/// - Heat: API and one engine worker, roles `heat_stack_owner` and `heat_stack_user`,
+/// - the one stand-in: a read-only Neutron API (version document, empty collections,
+///   quotas), so servers boot with `networks: "none"` (compute microversion ≥ 2.37).
+///
+/// Each service runs in a process group of its own, logs under [`log_dir`](Self::log_dir);
+/// everything is stopped and removed on drop, and by a watchdog process when the test
+/// process dies (even by SIGKILL). A test gets a project of its own with
+/// [`project`](Self::project), so tests never see each other's servers.
+///
+/// Most tests share one set per test process through [`shared`](Self::shared); two test
+/// binaries running at once each get their own set, on other ports.
+///
+/// ```no_run
+/// use gate_test_harness::OpenStack;
+///
+/// let cloud = OpenStack::shared()?;
+/// let creds = cloud.project("boot")?;
+/// let session = creds.session()?;
+/// let servers = session.get("compute", "/servers")?;
+/// assert_eq!(servers["servers"].as_array().map(Vec::len), Some(0));
+/// std::fs::write("clouds.yaml", creds.clouds_yaml("gate-test"))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct OpenStack {
+    layout: config::Layout,
+    supervisor: services::Supervisor,
+    admin: Credentials,
+    image_id: String,
+    flavor_id: String,
+    started_in: Duration,
+    projects: AtomicUsize,
+}
+
+impl OpenStack {
+    /// Starts a set of services of its own (about a minute), stopped on drop. Fails with
+    /// "run scripts/openstack-env first" when the virtualenv or RabbitMQ is missing, and
+    /// with the service's log when a service does not come up.
+    pub fn start() -> Result<OpenStack> {
+        start::start()
+    }
+
+    /// The set shared by every test of this test process, started by the first caller;
+    /// it is stopped when the process exits (by the watchdog). A failed start is
+    /// reported to every caller.
+    pub fn shared() -> Result<&'static OpenStack> {
+        static SHARED: OnceLock<std::result::Result<OpenStack, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| OpenStack::start().map_err(|error| error.to_string()))
+            .as_ref()
+            .map_err(|detail| HarnessError::Command {
+                command: "starting the shared OpenStack services".into(),
+                detail: detail.clone(),
+            })
+    }
+
+    /// Keystone's URL for clients: `http://127.0.0.1:PORT/v3`.
+    pub fn auth_url(&self) -> String {
+        self.layout.auth_url()
+    }
+
+    /// The region of every endpoint: [`REGION`].
+    pub fn region(&self) -> &str {
+        REGION
+    }
+
+    /// The cloud admin (`admin` in project `admin`). Tests use [`project`](Self::project).
+    pub fn admin(&self) -> &Credentials {
+        &self.admin
+    }
+
+    /// A fresh project and a user of its own with the `member` (so also `reader`) and
+    /// `heat_stack_owner` roles on it, named `gate-test-<label>-<pid>-<n>`: an ordinary
+    /// cloud user, as a CI job has on a public cloud. Servers and stacks made with these
+    /// credentials are in that project only, and other projects' are invisible to it (not
+    /// listed, 404 by id). Quotas, flavors and the like are set with [`admin`](Self::admin).
+    pub fn project(&self, label: &str) -> Result<Credentials> {
+        let n = self.projects.fetch_add(1, Ordering::SeqCst) + 1;
+        let name = format!("gate-test-{label}-{}-{n}", std::process::id());
+        project::create(&self.admin, &name)
+    }
+
+    /// The id of the public image [`IMAGE_NAME`].
+    pub fn image_id(&self) -> &str {
+        &self.image_id
+    }
+
+    /// The id of the public flavor [`FLAVOR_NAME`].
+    pub fn flavor_id(&self) -> &str {
+        &self.flavor_id
+    }
+
+    /// The public URL of a service on 127.0.0.1: `identity` (with `/v3`), `compute`
+    /// (with `/v2.1`), `image`, `placement`, `network` (the stand-in), `orchestration`
+    /// (without the project part).
+    pub fn endpoint(&self, service_type: &str) -> Option<String> {
+        let ports = &self.layout.ports;
+        let url = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
+        Some(match service_type {
+            "identity" => self.auth_url(),
+            "compute" => url(ports.nova, "/v2.1"),
+            "image" => url(ports.glance, ""),
+            "placement" => url(ports.placement, ""),
+            "network" => url(ports.neutron, ""),
+            "orchestration" => url(ports.heat, "/v1"),
+            _ => return None,
+        })
+    }
+
+    /// A [`FaultProxy`] in front of `service_type`'s API (`compute`, `image`, …).
+    pub fn proxy(&self, service_type: &str) -> Result<FaultProxy> {
+        let url = self
+            .endpoint(service_type)
+            .ok_or_else(|| HarnessError::Command {
+                command: format!("a proxy for {service_type}"),
+                detail: "no such service".into(),
+            })?;
+        let authority = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let upstream = authority.parse().map_err(|_| HarnessError::Command {
+            command: format!("a proxy for {service_type}"),
+            detail: format!("{authority} is not an address"),
+        })?;
+        FaultProxy::start(upstream)
+    }
+
+    /// Registers another region, `name`, with every service of [`REGION`]; the services in
+    /// `through` are reached through their proxies. Regions are global: use unique names.
+    pub fn add_region(&self, name: &str, through: &[(&str, &FaultProxy)]) -> Result<()> {
+        region::add(&self.admin, name, through)
+    }
+
+    /// A public flavor `name` (id = name) with `vcpus`, `ram_mb` and `disk_gb`, made by the
+    /// admin; an existing one is kept.
+    pub fn flavor(&self, name: &str, vcpus: u32, ram_mb: u32, disk_gb: u32) -> Result<()> {
+        let session = self.admin.session()?;
+        let answer = session.call(
+            "POST",
+            "compute",
+            "/flavors",
+            Some(
+                &serde_json::json!({"flavor": {"name": name, "id": name, "vcpus": vcpus,
+                                   "ram": ram_mb, "disk": disk_gb}}),
+            ),
+        )?;
+        match answer.status {
+            200 | 409 => Ok(()),
+            status => Err(HarnessError::Command {
+                command: format!("creating flavor {name}"),
+                detail: format!("HTTP {status}: {}", answer.text()),
+            }),
+        }
+    }
+
+    /// Plays cloud-init for the servers of `project` (a project id; `None`: every
+    /// project): each server that becomes ACTIVE gets a free host of `fleet`, the SSH keys
+    /// of its user data (`ssh_authorized_keys` of a `#cloud-config`, or the public keys
+    /// written in a script) appended to that host's `/root/.ssh/authorized_keys`, then the
+    /// host's address as its `accessIPv4` through the Nova API. A deleted server's host
+    /// gets its keys back and is free again. Stops on drop of the guard.
+    pub fn join_servers_to<'fleet>(
+        &self,
+        fleet: &'fleet crate::SshFleet,
+        project: Option<&str>,
+    ) -> Result<JoinGuard<'fleet>> {
+        join::start(&self.admin, fleet, project)
+    }
+
+    /// The directory of the services' logs (`<service>.log`); removed on drop.
+    pub fn log_dir(&self) -> PathBuf {
+        self.layout.path("logs")
+    }
+
+    /// The log of one service (`keystone`, `nova-api`, `nova-compute`, `heat-engine`,
+    /// `neutron-standin`, …), for a failing test's message.
+    pub fn log(&self, service: &str) -> String {
+        std::fs::read_to_string(self.supervisor.log_of(service)).unwrap_or_default()
+    }
+
+    /// How long the start took.
+    pub fn started_in(&self) -> Duration {
+        self.started_in
+    }
+
+    /// The resident memory of every service process now, in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        services::groups_rss(&self.supervisor.pgids())
+    }
+
+    /// The run directory (configuration, databases, logs, images).
+    pub fn dir(&self) -> &Path {
+        &self.layout.dir
+    }
+}
+
+impl Drop for OpenStack {
+    fn drop(&mut self) {
+        self.supervisor.stop(Duration::from_secs(15));
+    }
+}
