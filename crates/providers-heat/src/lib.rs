@@ -15,6 +15,10 @@
 //!       - {name: {get_attr: [compute, name]}, address: {get_attr: [compute, first_address]}}
 //! ```
 //!
+//! An entry may give its Nova server (`server: {get_resource: controller}`) instead of an
+//! `address`: gate then reads the address from Nova, not from the attribute values Heat kept
+//! when the server turned ACTIVE (an address assigned later never reaches those).
+//!
 //! Cleanup deletes the stack and waits for `DELETE_COMPLETE`, deleting again after a
 //! `DELETE_FAILED`.
 #![deny(missing_docs)]

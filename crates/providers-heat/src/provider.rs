@@ -23,6 +23,9 @@ use crate::{NAME, STACK};
 /// The tag every stack of a run carries: `gate_run_id=<run id>`.
 pub(crate) const RUN_TAG_PREFIX: &str = "gate_run_id=";
 
+/// How long after `CREATE_COMPLETE` the hosts output may still lack an address.
+const ADDRESS_GRACE: Duration = Duration::from_secs(300);
+
 /// The `heat` provider: allocator and cleaner.
 #[derive(Debug)]
 pub struct HeatProvider {
@@ -106,6 +109,7 @@ impl HeatProvider {
         let poll = seconds(self.config.poll_secs);
         let started = Instant::now();
         let to_core = |e: gate_openstack::Error| e.into_core(NAME);
+        let mut complete_since: Option<Instant> = None;
         loop {
             let stack = stack::get(api, name, id)
                 .await
@@ -118,8 +122,19 @@ impl HeatProvider {
                 })?;
             match stack.status.as_str() {
                 "CREATE_COMPLETE" => {
-                    if let Some(hosts) = self.hosts(&stack)? {
+                    if let Some(hosts) = self.hosts(api, &stack).await? {
                         return Ok(hosts);
+                    }
+                    // Heat keeps the attribute values it read when each resource completed,
+                    // so an address still empty some minutes later will stay empty.
+                    let since = *complete_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= ADDRESS_GRACE.min(timeout) {
+                        return Err(error(format!(
+                            "{}: stack `{name}` is CREATE_COMPLETE but output `{}` still has a host without an address after {}s: the template must give each host an address its servers have when they turn ACTIVE",
+                            api.region(),
+                            self.config.hosts_output,
+                            ADDRESS_GRACE.min(timeout).as_secs()
+                        )));
                     }
                 }
                 "CREATE_IN_PROGRESS" => {}
@@ -150,8 +165,11 @@ impl HeatProvider {
         }
     }
 
-    /// The hosts of the output; `None` while an address is still empty.
-    fn hosts(&self, stack: &Stack) -> Result<Option<Vec<Host>>> {
+    /// The hosts of the output; `None` while an address is still empty. An entry may name
+    /// its Nova server (`server`, e.g. `{get_resource: controller}`) instead of, or besides,
+    /// an `address`: the address is then read from Nova now, not from the attribute values
+    /// Heat kept when the server turned ACTIVE.
+    async fn hosts(&self, api: &Api, stack: &Stack) -> Result<Option<Vec<Host>>> {
         let key = &self.config.hosts_output;
         let value = stack.output(key).ok_or_else(|| {
             error(format!(
@@ -182,7 +200,19 @@ impl HeatProvider {
                         stack.name
                     ))
                 })?;
-            let Some(address) = entry["address"].as_str().filter(|a| !a.is_empty()) else {
+            let mut address = entry["address"]
+                .as_str()
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned);
+            if address.is_none()
+                && let Some(server) = entry["server"].as_str().filter(|s| !s.is_empty())
+            {
+                address = gate_openstack::servers::get(api, server)
+                    .await
+                    .map_err(|e| e.into_core(NAME))?
+                    .and_then(|s| s.address(None));
+            }
+            let Some(address) = address else {
                 return Ok(None);
             };
             hosts.push(Host {

@@ -13,7 +13,9 @@ use gate_ssh::testkit::fleet_connector;
 use gate_test_harness::openstack::Credentials;
 use gate_test_harness::{OpenStack, SshFleet};
 
-/// Two servers; gate's user data on both; the hosts output lists them, primary first.
+/// Two servers; gate's user data on both; the hosts output lists them, primary first, by
+/// server id (the harness's cloud-init stand-in sets each address after Heat has read the
+/// server's attributes, so gate reads the addresses from Nova).
 const TEMPLATE: &str = r#"
 heat_template_version: 2021-04-16
 parameters:
@@ -44,8 +46,8 @@ resources:
 outputs:
   hosts:
     value:
-      - {name: {get_attr: [controller, name]}, address: {get_attr: [controller, accessIPv4]}}
-      - {name: {get_attr: [compute, name]}, address: {get_attr: [compute, accessIPv4]}}
+      - {name: {get_attr: [controller, name]}, server: {get_resource: controller}}
+      - {name: {get_attr: [compute, name]}, server: {get_resource: compute}}
 "#;
 
 fn cloud() -> &'static OpenStack {

@@ -191,6 +191,8 @@ fn watch(
             for server in servers {
                 let id = server["id"].as_str().unwrap_or_default();
                 let taken = slots.iter().any(|s| s.server.as_deref() == Some(id));
+                // Only ACTIVE servers: an address set while Nova's compute still builds
+                // the server may be lost when the compute saves the instance.
                 if server["status"] != "ACTIVE" || taken || seen_at.contains_key(id) {
                     continue;
                 }
@@ -205,7 +207,7 @@ fn watch(
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
     for slot in slots.iter().filter(|s| s.server.is_some()) {
         let _ = std::fs::write(&slot.authorized_keys, &slot.original);
