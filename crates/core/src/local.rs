@@ -425,11 +425,19 @@ mod tests {
         let err = t.exec(&cmd, &io).await.unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
         let pid = std::fs::read_to_string(dir.path().join("child.pid")).unwrap();
-        let alive = Path::new(&format!("/proc/{}", pid.trim())).exists()
-            && !std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
-                .unwrap_or_default()
-                .contains(" Z ");
-        assert!(!alive, "the backgrounded sleep survived the timeout");
+        let alive = || {
+            Path::new(&format!("/proc/{}", pid.trim())).exists()
+                && !std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+                    .unwrap_or_default()
+                    .contains(" Z ")
+        };
+        // SIGKILL is delivered at once but takes effect when the process next runs: poll
+        // (with a deadline far below the sleep's 30 s) rather than look once.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while alive() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!alive(), "the backgrounded sleep survived the timeout");
     }
 
     #[tokio::test]
