@@ -172,7 +172,15 @@ fn kill_sshd_drops_a_running_command_and_restart_serves_again() {
     let listener = host.sshd_pid().expect("sshd runs");
     host.kill_sshd().unwrap();
     assert!(host.sshd_pid().is_none());
-    assert!(!Path::new(&format!("/proc/{listener}")).exists());
+    // The killed listener is gone once reaped: poll with a deadline, do not look once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{listener}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "sshd {listener} outlived its kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let status = long.wait().unwrap();
     assert!(!status.success(), "ssh must fail when sshd dies: {status}");
     assert!(
