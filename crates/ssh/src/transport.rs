@@ -111,6 +111,7 @@ impl Connection {
 #[derive(Clone)]
 pub struct SshTransport {
     host: Host,
+    cipher: String,
     connection: Arc<Mutex<Connection>>,
 }
 
@@ -127,14 +128,24 @@ impl std::fmt::Debug for SshTransport {
 impl SshTransport {
     /// A transport over an authenticated `session`; `socket` is a clone of its TCP stream.
     pub(crate) fn new(host: Host, session: Session, socket: TcpStream) -> Self {
+        let cipher = session
+            .methods(ssh2::MethodType::CryptCs)
+            .unwrap_or_default()
+            .to_owned();
         Self {
             host,
+            cipher,
             connection: Arc::new(Mutex::new(Connection {
                 session,
                 socket,
                 shell: ShellState::Closed,
             })),
         }
+    }
+
+    /// The cipher negotiated for data sent to the host (e.g. `aes128-gcm@openssh.com`).
+    pub fn cipher(&self) -> &str {
+        &self.cipher
     }
 
     /// `remote` resolved against the host's `home` when it is relative and a home is set.

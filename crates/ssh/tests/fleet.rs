@@ -416,3 +416,21 @@ async fn sshd_killed_mid_command_is_an_error_naming_the_host() {
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains("fleet-1"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_negotiate_aes128_gcm_the_fastest_cipher_on_loopback() {
+    let fleet = SshFleet::start(1).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let transport = connector(&fleet, &scratch.path().join("known_hosts"))
+        .connect_ssh(&host(&fleet.hosts()[0]), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(transport.cipher(), "aes128-gcm@openssh.com");
+    // The session works with it.
+    let io = Io::new(scratch.path());
+    let out = transport
+        .run(&Command::new("echo").arg("over gcm"), &io.io())
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "over gcm\n");
+}
