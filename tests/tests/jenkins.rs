@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use gate_test_harness::{JenkinsSim, SshFleet};
+use gate_test_harness::{JenkinsSim, MonitoringSim, SshFleet};
 use gate_tests::{Workspace, gate_binary, repo_root, text};
 
 const TOKEN: &str = "tok-e2e-5d1c0a9b-jenkins-sentinel";
@@ -385,5 +385,125 @@ fn a_run_in_pieces_across_two_workdirs_ends_like_one_run_also_after_a_failure() 
     for ws in [&whole, &a, &b] {
         secrets_absent(&ws.state());
         secrets_absent(&ws.artifacts());
+    }
+}
+
+const MONITORING_TOKEN: &str = "tok-e2e-0b7f3c2d-monitoring-sentinel";
+
+/// `[[agent]]` twice: the Jenkins node and a monitoring entity with a check per host, in
+/// one run; cleanup frees both (checks, then entities, then the node, then the hosts).
+#[test]
+fn jenkins_and_monitoring_agents_in_one_config_both_connect_and_both_are_freed() {
+    let fleet = SshFleet::start(2).unwrap();
+    let sim = JenkinsSim::start("gate-bot", TOKEN).unwrap();
+    let monitoring = MonitoringSim::start("123456", MONITORING_TOKEN).unwrap();
+    let primary = &fleet.hosts()[0];
+    std::fs::write(
+        primary.host_path("/usr/local/bin/java"),
+        JenkinsSim::java_stand_in(),
+    )
+    .unwrap();
+    primary.exec_ok("chmod 755 /usr/local/bin/java").unwrap();
+    let lab = gate_tests::static_lab_config(&fleet);
+    let toml = format!(
+        r#"
+{lab}
+[[agent]]
+backend = "jenkins"
+url = "{url}"
+user = "gate-bot"
+token = {{ env = "JENKINS_TOKEN" }}
+launcher = "inbound"
+sshd_config = "/etc/ssh/gate/sshd_config"
+register_delay_secs = 1
+online_timeout_secs = 30
+poll_secs = 1
+
+[[agent]]
+backend = "monitoring"
+url = "{monitoring_url}"
+token = {{ env = "MONITORING_TOKEN" }}
+[[agent.resources]]
+kind = "entity"
+create = "entities"
+body = '''{{"label": "{{label}}", "ip_addresses": {{"default": "{{address}}"}},
+           "metadata": {{"gate_run_id": "{{run_id}}"}}}}'''
+delete = "entities/{{id}}"
+[[agent.resources]]
+kind = "check"
+parent = "entity"
+label = "{{run_id}}-{{name}}-ping"
+create = "entities/{{parent_id}}/checks"
+body = '''{{"label": "{{label}}", "type": "remote.ping", "monitoring_zones_poll": ["mzord"],
+           "target_alias": "default"}}'''
+delete = "entities/{{parent_id}}/checks/{{id}}"
+
+[tester]
+backend = "command"
+[[tester.tests]]
+run = ["true"]
+"#,
+        url = sim.url(),
+        monitoring_url = monitoring.url(),
+    );
+    let ws = Workspace::new();
+    ws.config(&toml);
+
+    let gate = |args: &[&str]| {
+        ws.gate()
+            .env("JENKINS_TOKEN", TOKEN)
+            .env("MONITORING_TOKEN", MONITORING_TOKEN)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let plan = gate(&["plan", "-c", "gate.toml"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    assert!(
+        text(&plan).contains("jenkins+monitoring"),
+        "{}",
+        text(&plan)
+    );
+
+    let out = gate(&["run", "-c", "gate.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Both connected: a node, and an entity plus a check for each of the two hosts.
+    let created = |prefix: &str| {
+        monitoring
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.status == 201 && r.path.ends_with(prefix))
+            .count()
+    };
+    assert_eq!(created("/entities"), 2);
+    assert_eq!(created("/checks"), 2);
+    let shape = ledger_shape(&ws);
+    assert!(
+        shape.contains(&"created jenkins node RUN parent=fleet-1".to_owned()),
+        "{shape:?}"
+    );
+    assert_eq!(
+        shape
+            .iter()
+            .filter(|l| l.starts_with("created monitoring "))
+            .count(),
+        4,
+        "{shape:?}"
+    );
+    // Both freed.
+    assert!(
+        monitoring.entities().is_empty(),
+        "{:?}",
+        monitoring.entities()
+    );
+    assert!(monitoring.checks().is_empty(), "{:?}", monitoring.checks());
+    assert_nothing_left(&fleet, &sim, &ws);
+    for dir in [ws.state(), ws.artifacts()] {
+        secrets_absent(&dir);
+        for file in Workspace::files_under(&dir) {
+            let bytes = std::fs::read(dir.join(&file)).unwrap();
+            assert!(!String::from_utf8_lossy(&bytes).contains(MONITORING_TOKEN));
+        }
     }
 }

@@ -38,15 +38,19 @@
 //!
 //! The [`monitoring`] connector registers every host with a monitoring service (entities
 //! and checks over a generic REST API, e.g. Rackspace Cloud Monitoring), all in the ledger.
+//!
+//! One run can have both: `[[agent]]` tables are connected in order by an [`AgentChain`].
 #![deny(missing_docs)]
 
 mod api;
+mod chain;
 mod cleaner;
 mod config;
 mod connector;
 mod host;
 pub mod monitoring;
 
+pub use chain::AgentChain;
 pub use cleaner::JenkinsCleaner;
 pub use config::{JenkinsConfig, Launcher};
 pub use connector::JenkinsConnector;

@@ -360,21 +360,29 @@ async fn a_wrong_token_is_refused_clearly_and_never_shown() {
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert!(requests.iter().all(|r| r.status == 401 && !r.authenticated));
     assert!(rig.sim.entities().is_empty());
+    // The API refused the request itself: the intent is closed, nothing is left to free.
     assert_eq!(lines(rig.ledger(), Op::Intent, "entity").len(), 2);
+    assert_eq!(lines(rig.ledger(), Op::Deleted, "entity").len(), 2);
+    assert!(rig.ledger().live().unwrap().is_empty());
     let log = std::fs::read_to_string(rig.stage.cx.logs_dir().join("web-1.log")).unwrap();
     assert!(!log.contains(wrong), "{log}");
+}
 
-    // Cleanup with the wrong token fails as clearly; with the right one it finds nothing
-    // to delete for the intents and frees the ledger.
-    let bad = Arc::new(gate_agents::MonitoringCleaner::from_config(&config).unwrap());
+#[tokio::test]
+async fn a_create_the_api_refuses_leaves_nothing_for_cleanup_even_without_a_list() {
+    let rig = Rig::start(&["web-1"], 3, false).await;
+    rig.sim.fail_next("POST", "entities", 400, 1);
     let err = rig
-        .cleanup_with(bad, rig.ledger())
+        .connector
+        .connect(&rig.stage.cx)
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("HTTP 401") && !err.contains(wrong), "{err}");
-    rig.cleanup().await.unwrap();
+    assert!(err.contains("HTTP 400"), "{err}");
+    assert!(rig.sim.entities().is_empty());
+    assert_eq!(lines(rig.ledger(), Op::Deleted, "entity").len(), 1);
     assert!(rig.ledger().live().unwrap().is_empty());
+    rig.cleanup().await.unwrap();
 }
 
 #[tokio::test]

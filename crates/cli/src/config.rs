@@ -27,6 +27,10 @@ pub const SECTIONS: &[(&str, Option<&str>)] = &[
     ("archiver", Some("streamed")),
 ];
 
+/// The sections that may also be an array of tables (`[[agent]]`), stored as `agent.1`,
+/// `agent.2`, … in config order.
+pub const MANY: &[&str] = &["agent"];
+
 /// `[run]`: where state and artifacts go and how the run behaves.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -152,6 +156,21 @@ impl GateConfig {
 
         let mut sections = BTreeMap::new();
         for (name, default) in SECTIONS {
+            if let Some(value) = table.get(*name)
+                && let config::ValueKind::Array(tables) = &value.kind
+            {
+                if !MANY.contains(name) {
+                    return Err(ConfigError(format!(
+                        "{source}: [[{name}]]: only one [{name}] table is allowed"
+                    )));
+                }
+                for (i, value) in tables.iter().enumerate() {
+                    let numbered = format!("{name}.{}", i + 1);
+                    let section = backend_section(source, &numbered, value.clone(), *default)?;
+                    sections.insert(numbered, section);
+                }
+                continue;
+            }
             let section = match table.get(*name) {
                 Some(value) => Some(backend_section(source, name, value.clone(), *default)?),
                 None => default.map(|backend| BackendConfig::empty(source, *name, backend)),
@@ -191,6 +210,23 @@ impl GateConfig {
             redacted,
             digest,
         })
+    }
+
+    /// The `[agent]` table, or every `[[agent]]` table in config order.
+    pub fn agents(&self) -> Vec<&BackendConfig> {
+        let mut numbered: Vec<(usize, &BackendConfig)> = self
+            .sections
+            .iter()
+            .filter_map(|(name, section)| match name.as_str() {
+                "agent" => Some((0, section)),
+                other => other
+                    .strip_prefix("agent.")
+                    .and_then(|n| n.parse().ok())
+                    .map(|n| (n, section)),
+            })
+            .collect();
+        numbered.sort_by_key(|(n, _)| *n);
+        numbered.into_iter().map(|(_, section)| section).collect()
     }
 
     /// The section selecting `backend` for cleanup, if the config has one.
@@ -296,6 +332,31 @@ mod tests {
         )
         .unwrap();
         assert_ne!(a.digest, c.digest);
+    }
+
+    #[test]
+    fn agent_tables_may_repeat_and_keep_their_order() {
+        let text = "[[agent]]\nbackend = \"jenkins\"\nurl = \"http://127.0.0.1:1/\"\n\
+                    [[agent]]\nbackend = \"monitoring\"\n";
+        let cfg = GateConfig::from_text("t.toml", text, &[]).unwrap();
+        let backends: Vec<&str> = cfg.agents().iter().map(|s| s.backend()).collect();
+        assert_eq!(backends, ["jenkins", "monitoring"]);
+        assert!(!cfg.sections.contains_key("agent"));
+
+        let single = GateConfig::from_text("t.toml", "[agent]\nbackend = \"jenkins\"", &[]);
+        assert_eq!(single.unwrap().agents()[0].backend(), "jenkins");
+
+        let err = GateConfig::from_text("t.toml", "[[deployer]]\nbackend = \"script\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[[deployer]]: only one [deployer] table"),
+            "{err}"
+        );
+        let err = GateConfig::from_text("t.toml", "[[agent]]\nurl = \"x\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[agent.1] backend: missing"), "{err}");
     }
 
     #[test]

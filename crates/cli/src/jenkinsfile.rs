@@ -153,7 +153,10 @@ impl Plan {
             artifacts_dir: dir(&config.run.artifacts_dir),
             controller_label: controller_label.to_owned(),
             knobs: knobs(config),
-            has_agent: config.sections.contains_key("agent"),
+            has_agent: config
+                .agents()
+                .iter()
+                .any(|s| s.backend() == gate_agents::NAME),
         }
     }
 
@@ -188,7 +191,9 @@ impl Plan {
             self.config_path
         );
         if !self.has_agent {
-            f.push_str("// The config has no [agent]: every stage runs on CONTROLLER_LABEL.\n\n");
+            f.push_str(
+                "// The config has no `jenkins` [agent]: every stage runs on CONTROLLER_LABEL.\n\n",
+            );
         }
         let _ = writeln!(
             f,

@@ -125,10 +125,8 @@ type Sweeper = (BackendConfig, Arc<dyn Cleaner>);
 /// The configured sections whose backend can sweep.
 fn sweepers(config: &GateConfig, registry: &Registry) -> Result<Vec<Sweeper>, Failure> {
     let mut found = Vec::new();
-    for name in ["provider", "agent"] {
-        let Some(section) = config.sections.get(name) else {
-            continue;
-        };
+    let provider = config.sections.get("provider");
+    for section in provider.into_iter().chain(config.agents()) {
         if registry.has_cleaner(section.backend()) {
             let cleaner = registry
                 .cleaner(section)

@@ -2,8 +2,11 @@
 
 use std::sync::Arc;
 
+use gate_agents::AgentChain;
 use gate_core::transport::Connectors;
-use gate_core::{Backend, BackendConfig, Backends, CleanerLookup, Registry, Result};
+use gate_core::{
+    AgentConnector, Backend, BackendConfig, Backends, CleanerLookup, Registry, Result,
+};
 
 use crate::config::GateConfig;
 
@@ -44,7 +47,7 @@ pub fn backends(config: &GateConfig, registry: &Arc<Registry>) -> Result<Backend
     let connectors = connectors(config, registry)?;
     let backends = Backends {
         allocator: build(section("provider"), |s| registry.allocator(s))?,
-        agent: build(section("agent"), |s| registry.agent(s))?,
+        agent: agents(config, registry)?,
         validator: build(section("validator"), |s| registry.validator(s))?,
         preparer: build(section("preparer"), |s| registry.preparer(s))?,
         deployer: build(section("deployer"), |s| registry.deployer(s))?,
@@ -61,6 +64,19 @@ pub fn backends(config: &GateConfig, registry: &Arc<Registry>) -> Result<Backend
         registry.cleaner(provider)?;
     }
     Ok(backends)
+}
+
+/// The `[agent]`, or an [`AgentChain`] of every `[[agent]]` in config order.
+fn agents(config: &GateConfig, registry: &Registry) -> Result<Option<Backend<dyn AgentConnector>>> {
+    let mut agents = Vec::new();
+    for section in config.agents() {
+        agents.push(Backend::new(section.backend(), registry.agent(section)?));
+    }
+    if agents.len() <= 1 {
+        return Ok(agents.pop());
+    }
+    let chain = AgentChain::new(agents);
+    Ok(Some(Backend::new(chain.name(), Arc::new(chain))))
 }
 
 /// A connector for every registered transport, from its `[transport.NAME]` section.

@@ -89,7 +89,15 @@ impl MonitoringConnector {
             );
             log.note(&format!("create monitoring {} `{label}`", kind.kind));
             cx.ledger.intent(&spec).await?;
-            let id = self.create(cx, kind, &vars, log).await?;
+            let id = match self.create(cx, kind, &vars, log).await {
+                Ok(id) => id,
+                Err(CreateFailed::Refused(error)) => {
+                    // The API answered no: nothing was made, nothing is left to free.
+                    cx.ledger.deleted(&spec).await?;
+                    return Err(error);
+                }
+                Err(CreateFailed::Unknown(error)) => return Err(error),
+            };
             cx.ledger.created(&spec, &id).await?;
             log.note(&format!("monitoring {} `{label}` is {id}", kind.kind));
             made.insert(i, (id, label));
@@ -106,7 +114,7 @@ impl MonitoringConnector {
         kind: &KindPlan,
         vars: &Vars<'_>,
         log: &HostLog,
-    ) -> Result<String> {
+    ) -> Result<String, CreateFailed> {
         let label = vars.label.unwrap_or_default();
         let path = kind.create.render_url(vars).map_err(|m| missing(kind, m))?;
         let url = self.api.url(&path);
@@ -134,9 +142,14 @@ impl MonitoringConnector {
                     return Err(status_error(&what, 409, &answer.body, attempt + 1).into());
                 }
                 Ok(answer) => {
-                    return Err(
-                        status_error(&what, answer.status, &answer.body, attempt + 1).into(),
-                    );
+                    let error = status_error(&what, answer.status, &answer.body, attempt + 1);
+                    // A 4xx on the first try refuses the request itself. After a lost
+                    // answer, an earlier try may have made the thing: only the list knows.
+                    return Err(if (400..500).contains(&answer.status) && attempt == 0 {
+                        CreateFailed::Refused(error.into())
+                    } else {
+                        CreateFailed::Unknown(error.into())
+                    });
                 }
                 Err(failure) if !failure.transient || attempt + 1 >= tries => {
                     return Err(with_tries(failure.error, attempt + 1).into());
@@ -153,7 +166,7 @@ impl MonitoringConnector {
                 .pause(attempt, failure.retry_after, &cancelled)
                 .await
             {
-                return Err(Error::Cancelled);
+                return Err(Error::Cancelled.into());
             }
             attempt += 1;
             if let Some(id) = self.adopt(cx, kind, vars).await? {
@@ -225,6 +238,20 @@ impl MonitoringConnector {
             }
         }
         Ok(())
+    }
+}
+
+/// Why a create request did not give an id.
+enum CreateFailed {
+    /// The API refused it (a 4xx on the first try): nothing was made.
+    Refused(Error),
+    /// It may exist: the answer was lost, unusable, or came after an unanswered try.
+    Unknown(Error),
+}
+
+impl<E: Into<Error>> From<E> for CreateFailed {
+    fn from(error: E) -> Self {
+        CreateFailed::Unknown(error.into())
     }
 }
 
