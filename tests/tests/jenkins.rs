@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use gate_test_harness::{JenkinsSim, MonitoringSim, SshFleet};
+use gate_test_harness::{FleetHost, JenkinsSim, MonitoringSim, SshFleet};
 use gate_tests::{Workspace, gate_binary, repo_root, text};
 
 const TOKEN: &str = "tok-e2e-5d1c0a9b-jenkins-sentinel";
@@ -287,17 +287,22 @@ fn secrets_absent(dir: &Path) {
     }
 }
 
+/// The simulator's stand-in `java` on `host` (no JRE can be installed here).
+fn install_java_stand_in(host: &FleetHost) {
+    std::fs::write(
+        host.host_path("/usr/local/bin/java"),
+        JenkinsSim::java_stand_in(),
+    )
+    .unwrap();
+    host.exec_ok("chmod 755 /usr/local/bin/java").unwrap();
+}
+
 #[test]
 fn a_run_in_pieces_across_two_workdirs_ends_like_one_run_also_after_a_failure() {
     let fleet = SshFleet::start(2).unwrap();
     let sim = JenkinsSim::start("gate-bot", TOKEN).unwrap();
     let primary = &fleet.hosts()[0];
-    std::fs::write(
-        primary.host_path("/usr/local/bin/java"),
-        JenkinsSim::java_stand_in(),
-    )
-    .unwrap();
-    primary.exec_ok("chmod 755 /usr/local/bin/java").unwrap();
+    install_java_stand_in(primary);
     let toml = config(&fleet, &sim);
 
     // One process.
@@ -398,12 +403,7 @@ fn jenkins_and_monitoring_agents_in_one_config_both_connect_and_both_are_freed()
     let sim = JenkinsSim::start("gate-bot", TOKEN).unwrap();
     let monitoring = MonitoringSim::start("123456", MONITORING_TOKEN).unwrap();
     let primary = &fleet.hosts()[0];
-    std::fs::write(
-        primary.host_path("/usr/local/bin/java"),
-        JenkinsSim::java_stand_in(),
-    )
-    .unwrap();
-    primary.exec_ok("chmod 755 /usr/local/bin/java").unwrap();
+    install_java_stand_in(primary);
     let lab = gate_tests::static_lab_config(&fleet);
     let toml = format!(
         r#"

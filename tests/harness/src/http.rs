@@ -1,14 +1,11 @@
 //! A tiny static file server over plain HTTP on 127.0.0.1.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use crate::error::{Result, io};
+use crate::error::Result;
+use crate::wire::{Answer, Listener, Request, percent_decode, reason};
 
 /// Serves a directory over HTTP/1.1 on 127.0.0.1 (an ephemeral port): `GET` and `HEAD`,
 /// `Content-Length` on every answer, 404 for what is missing, 400 for paths that try to
@@ -25,41 +22,25 @@ use crate::error::{Result, io};
 /// ```
 #[derive(Debug)]
 pub struct StaticServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    listener: Listener,
     requests: Arc<Mutex<Vec<String>>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl StaticServer {
     /// Starts serving `dir`.
     pub fn start(dir: impl AsRef<Path>) -> Result<StaticServer> {
         let root = dir.as_ref().to_owned();
-        let listener =
-            TcpListener::bind("127.0.0.1:0").map_err(io("binding an HTTP server on 127.0.0.1"))?;
-        let addr = listener
-            .local_addr()
-            .map_err(io("reading the HTTP server's port"))?;
-        let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let thread = {
-            let (stop, requests) = (stop.clone(), requests.clone());
-            std::thread::Builder::new()
-                .name(format!("http-{}", addr.port()))
-                .spawn(move || accept_loop(&listener, &root, &stop, &requests))
-                .map_err(io("starting the HTTP server thread"))?
-        };
-        Ok(StaticServer {
-            addr,
-            stop,
-            requests,
-            thread: Some(thread),
-        })
+        let seen = requests.clone();
+        let listener = Listener::start("HTTP server", move |stream, _| {
+            let _ = serve(&stream, &root, &seen);
+        })?;
+        Ok(StaticServer { listener, requests })
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.listener.addr())
     }
 
     /// The URL of `path` (relative to the served directory).
@@ -69,7 +50,7 @@ impl StaticServer {
 
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listener.addr()
     }
 
     /// The request lines seen so far (`GET /path HTTP/1.1`), oldest first.
@@ -81,116 +62,41 @@ impl StaticServer {
     }
 }
 
-impl Drop for StaticServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept call up.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn accept_loop(
-    listener: &TcpListener,
-    root: &Path,
-    stop: &AtomicBool,
-    requests: &Arc<Mutex<Vec<String>>>,
-) {
-    for stream in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(stream) = stream else { continue };
-        let (root, requests) = (root.to_owned(), requests.clone());
-        let _ = std::thread::Builder::new()
-            .name("http-conn".into())
-            .spawn(move || {
-                let _ = serve(stream, &root, &requests);
-            });
-    }
-}
-
 /// Answers one request on `stream`.
-fn serve(stream: TcpStream, root: &Path, requests: &Mutex<Vec<String>>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Skip the headers.
-    let mut header = String::new();
-    while reader.read_line(&mut header)? > 2 && header.len() < 64 * 1024 {
-        header.clear();
-    }
-    let request_line = request_line.trim_end().to_owned();
+fn serve(stream: &TcpStream, root: &Path, requests: &Mutex<Vec<String>>) -> std::io::Result<()> {
+    let request = Request::read(stream)?;
     if let Ok(mut seen) = requests.lock() {
-        seen.push(request_line.clone());
+        seen.push(format!("{} {} HTTP/1.1", request.method, request.target));
     }
-    let mut parts = request_line.split(' ');
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let answer = match method {
-        "GET" | "HEAD" => resolve(root, target),
-        _ => Answer::status(405, "Method Not Allowed"),
+    let answer = match request.method.as_str() {
+        "GET" | "HEAD" => resolve(root, &request.target),
+        _ => status(405),
     };
-    answer.write(stream, method == "HEAD")
+    answer.write(stream, request.method == "HEAD")
 }
 
-/// What to send back.
-struct Answer {
-    code: u16,
-    reason: &'static str,
-    content_type: &'static str,
-    location: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn status(code: u16, reason: &'static str) -> Answer {
-        Answer {
-            code,
-            reason,
-            content_type: "text/plain; charset=utf-8",
-            location: None,
-            body: format!("{code} {reason}\n").into_bytes(),
-        }
-    }
-
-    fn write(self, mut stream: TcpStream, head_only: bool) -> std::io::Result<()> {
-        let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-            self.code,
-            self.reason,
-            self.content_type,
-            self.body.len()
-        );
-        if let Some(location) = &self.location {
-            head.push_str(&format!("Location: {location}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes())?;
-        if !head_only {
-            stream.write_all(&self.body)?;
-        }
-        stream.flush()
-    }
+/// `code` with its reason as a plain-text body.
+fn status(code: u16) -> Answer {
+    Answer::typed(
+        code,
+        "text/plain; charset=utf-8",
+        format!("{code} {}\n", reason(code)),
+    )
 }
 
 /// Maps a request target to an answer from `root`.
 fn resolve(root: &Path, target: &str) -> Answer {
     let path = target.split(['?', '#']).next().unwrap_or("");
-    let Some(decoded) = percent_decode(path) else {
-        return Answer::status(400, "Bad Request");
+    let Some(decoded) = percent_decode(path, false) else {
+        return status(400);
     };
     let Some(relative) = safe_relative(&decoded) else {
-        return Answer::status(400, "Bad Request");
+        return status(400);
     };
     let full = root.join(relative);
     if full.is_dir() {
         if !decoded.ends_with('/') {
-            let mut answer = Answer::status(301, "Moved Permanently");
-            answer.location = Some(format!("{path}/"));
-            return answer;
+            return status(301).with("Location", format!("{path}/"));
         }
         let index = full.join("index.html");
         if index.is_file() {
@@ -201,7 +107,7 @@ fn resolve(root: &Path, target: &str) -> Answer {
     if full.is_file() {
         return file(&full);
     }
-    Answer::status(404, "Not Found")
+    status(404)
 }
 
 /// The relative path inside the served directory, or `None` when `decoded` would leave it.
@@ -222,14 +128,8 @@ fn safe_relative(decoded: &str) -> Option<PathBuf> {
 
 fn file(path: &Path) -> Answer {
     match std::fs::read(path) {
-        Ok(body) => Answer {
-            code: 200,
-            reason: "OK",
-            content_type: content_type(path),
-            location: None,
-            body,
-        },
-        Err(_) => Answer::status(404, "Not Found"),
+        Ok(body) => Answer::typed(200, content_type(path), body),
+        Err(_) => status(404),
     }
 }
 
@@ -268,31 +168,7 @@ fn listing(dir: &Path, url_path: &str) -> Answer {
         html.push_str(&format!("<a href=\"{name}\">{name}</a><br/>\n"));
     }
     html.push_str("</body></html>\n");
-    Answer {
-        code: 200,
-        reason: "OK",
-        content_type: "text/html; charset=utf-8",
-        location: None,
-        body: html.into_bytes(),
-    }
-}
-
-/// Decodes `%XX` escapes; `None` for a malformed escape or bytes that are not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    Answer::typed(200, "text/html; charset=utf-8", html)
 }
 
 #[cfg(test)]
@@ -306,7 +182,6 @@ mod tests {
         assert_eq!(safe_relative("/a/../../etc/passwd"), None);
         assert_eq!(safe_relative("/.."), None);
         assert_eq!(safe_relative("relative"), None);
-        assert_eq!(percent_decode("/%2e%2e/x").as_deref(), Some("/../x"));
-        assert_eq!(percent_decode("/%zz"), None);
+        assert_eq!(percent_decode("/%2e%2e/x", false).as_deref(), Some("/../x"));
     }
 }

@@ -30,19 +30,18 @@ mod http;
 mod scripts;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::TcpStream;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
 pub use scripts::{AGENT_JAR, JAVA};
 
 use self::agent::{agent_connection, probe_ssh};
-use self::http::{Answer, Request};
-use crate::error::{Result, io};
+use self::http::{Answer, Request, page, redirect, send};
+use crate::error::Result;
+use crate::wire::Listener;
 
 /// A node as the simulator holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,24 +108,17 @@ struct State {
 /// The Jenkins simulator. Stops on drop (agent connections are closed).
 #[derive(Debug)]
 pub struct JenkinsSim {
-    addr: SocketAddr,
+    listener: Listener,
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl JenkinsSim {
     /// Starts a controller that accepts `user` with API token `token`.
     pub fn start(user: &str, token: &str) -> Result<JenkinsSim> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .map_err(io("binding the Jenkins simulator on 127.0.0.1"))?;
-        let addr = listener
-            .local_addr()
-            .map_err(io("reading the Jenkins simulator's port"))?;
         let state = Arc::new(Mutex::new(State {
             user: user.to_owned(),
             token: token.to_owned(),
-            crumb: format!("{:032x}", u128::from(addr.port()) * 0x9e37_79b9_7f4a_7c15),
+            crumb: String::new(),
             nodes: BTreeMap::new(),
             generations: BTreeMap::new(),
             faults: Vec::new(),
@@ -134,31 +126,13 @@ impl JenkinsSim {
             requests: Vec::new(),
             serial: 0,
         }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (state, stop) = (state.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name(format!("jenkins-sim-{}", addr.port()))
-                .spawn(move || {
-                    for stream in listener.incoming() {
-                        if stop.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        let Ok(stream) = stream else { continue };
-                        let (state, stop) = (state.clone(), stop.clone());
-                        let _ = std::thread::Builder::new()
-                            .name("jenkins-sim-conn".into())
-                            .spawn(move || serve(&stream, &state, &stop));
-                    }
-                })
-                .map_err(io("starting the Jenkins simulator thread"))?
-        };
-        Ok(JenkinsSim {
-            addr,
-            state,
-            stop,
-            thread: Some(thread),
-        })
+        let shared = state.clone();
+        let listener = Listener::start("Jenkins simulator", move |stream, stop| {
+            serve(&stream, &shared, stop);
+        })?;
+        let port = listener.addr().port();
+        lock(&state).crumb = format!("{:032x}", u128::from(port) * 0x9e37_79b9_7f4a_7c15);
+        Ok(JenkinsSim { listener, state })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -167,7 +141,7 @@ impl JenkinsSim {
 
     /// `http://127.0.0.1:PORT/`.
     pub fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+        format!("http://{}/", self.listener.addr())
     }
 
     /// Every node.
@@ -249,16 +223,6 @@ impl JenkinsSim {
     }
 }
 
-impl Drop for JenkinsSim {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state
         .lock()
@@ -274,7 +238,6 @@ fn secret_for(name: &str, serial: u64) -> String {
 }
 
 fn serve(stream: &TcpStream, state: &Arc<Mutex<State>>, stop: &AtomicBool) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let Ok(request) = Request::read(stream) else {
         return;
     };
@@ -290,7 +253,7 @@ fn serve(stream: &TcpStream, state: &Arc<Mutex<State>>, stop: &AtomicBool) {
         path: request.path.clone(),
         status: answer.status,
     });
-    let _ = answer.write(stream);
+    send(answer, stream);
 }
 
 fn answer(request: &Request, state: &Mutex<State>) -> Answer {
@@ -303,18 +266,13 @@ fn answer(request: &Request, state: &Mutex<State>) -> Answer {
         {
             fault.remaining -= 1;
             let status = fault.status;
-            return Answer::text(status, "simulated fault");
+            return page(status, "simulated fault");
         }
     }
     let method = request.method.as_str();
     let path = request.path.as_str();
     if method == "GET" && path == "/jnlpJars/agent.jar" {
-        return Answer {
-            status: 200,
-            content_type: "application/java-archive",
-            headers: Vec::new(),
-            body: AGENT_JAR.as_bytes().to_vec(),
-        };
+        return Answer::typed(200, "application/java-archive", AGENT_JAR);
     }
     if let Some(refused) = authenticate(request, &lock(state)) {
         return refused;
@@ -322,16 +280,19 @@ fn answer(request: &Request, state: &Mutex<State>) -> Answer {
     if method == "POST" {
         let state = lock(state);
         if request.header("jenkins-crumb") != Some(state.crumb.as_str()) {
-            return Answer::text(403, "No valid crumb was included in the request");
+            return page(403, "No valid crumb was included in the request");
         }
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
-        ("GET", ["crumbIssuer", "api", "json"]) => Answer::json(&json!({
-            "_class": "hudson.security.csrf.DefaultCrumbIssuer",
-            "crumb": lock(state).crumb,
-            "crumbRequestField": "Jenkins-Crumb"
-        })),
+        ("GET", ["crumbIssuer", "api", "json"]) => Answer::json(
+            200,
+            &json!({
+                "_class": "hudson.security.csrf.DefaultCrumbIssuer",
+                "crumb": lock(state).crumb,
+                "crumbRequestField": "Jenkins-Crumb"
+            }),
+        ),
         ("POST", ["computer", "doCreateItem"]) => create(request, &mut lock(state)),
         ("GET", ["computer", "api", "json"]) => {
             let mut computers = vec![json!({
@@ -348,52 +309,52 @@ fn answer(request: &Request, state: &Mutex<State>) -> Answer {
                     computers.push(computer_json(node));
                 }
             }
-            Answer::json(&json!({
-                "_class": "hudson.model.ComputerSet",
-                "busyExecutors": 0,
-                "computer": computers,
-                "displayName": "Nodes"
-            }))
+            Answer::json(
+                200,
+                &json!({
+                    "_class": "hudson.model.ComputerSet",
+                    "busyExecutors": 0,
+                    "computer": computers,
+                    "displayName": "Nodes"
+                }),
+            )
         }
         ("GET", ["computer", name, "api", "json"]) => {
             probe_ssh(state, name);
             match lock(state).nodes.get(*name) {
-                Some(node) => Answer::json(&computer_json(node)),
-                None => Answer::text(404, "Not Found"),
+                Some(node) => Answer::json(200, &computer_json(node)),
+                None => page(404, "Not Found"),
             }
         }
         ("POST", ["computer", name, "doDelete"]) => {
             let mut state = lock(state);
             if state.nodes.remove(*name).is_some() {
                 *state.generations.entry((*name).to_owned()).or_default() += 1;
-                Answer::redirect("/computer/")
+                redirect("/computer/")
             } else {
-                Answer::text(404, "Not Found")
+                page(404, "Not Found")
             }
         }
         ("GET", ["computer", name, "jenkins-agent.jnlp" | "slave-agent.jnlp"]) => {
             let base = format!("http://{}/", request.header("host").unwrap_or("127.0.0.1"));
             match lock(state).nodes.get(*name) {
-                Some(node) if node.launcher == "hudson.slaves.JNLPLauncher" => Answer {
-                    status: 200,
-                    content_type: "application/x-java-jnlp-file",
-                    headers: Vec::new(),
-                    body: jnlp(&base, node).into_bytes(),
-                },
-                _ => Answer::text(404, "Not Found"),
+                Some(node) if node.launcher == "hudson.slaves.JNLPLauncher" => {
+                    Answer::typed(200, "application/x-java-jnlp-file", jnlp(&base, node))
+                }
+                _ => page(404, "Not Found"),
             }
         }
         (_, ["crumbIssuer" | "computer", ..]) if !matches!(method, "GET" | "POST") => {
-            Answer::text(405, "Method Not Allowed")
+            page(405, "Method Not Allowed")
         }
-        _ => Answer::text(404, "Not Found"),
+        _ => page(404, "Not Found"),
     }
 }
 
 fn authenticate(request: &Request, state: &State) -> Option<Answer> {
     use base64::Engine as _;
     let Some(header) = request.header("authorization") else {
-        let mut refused = Answer::text(403, "Authentication required");
+        let mut refused = page(403, "Authentication required");
         refused
             .headers
             .push(("X-You-Are-Authenticated-As", "anonymous".into()));
@@ -406,14 +367,13 @@ fn authenticate(request: &Request, state: &State) -> Option<Answer> {
     match decoded.as_deref().and_then(|d| d.split_once(':')) {
         Some((user, token)) if user == state.user && token == state.token => None,
         Some((user, _)) => {
-            let mut refused =
-                Answer::text(401, &format!("Invalid password/token for user: {user}"));
+            let mut refused = page(401, &format!("Invalid password/token for user: {user}"));
             refused
                 .headers
                 .push(("WWW-Authenticate", "Basic realm=\"Jenkins\"".into()));
             Some(refused)
         }
-        None => Some(Answer::text(401, "Unauthorized")),
+        None => Some(page(401, "Unauthorized")),
     }
 }
 
@@ -422,16 +382,16 @@ fn create(request: &Request, state: &mut State) -> Answer {
     let (Some(name), Some(kind), Some(json)) =
         (form.get("name"), form.get("type"), form.get("json"))
     else {
-        return Answer::text(400, "name, type and json are required");
+        return page(400, "name, type and json are required");
     };
     if kind != "hudson.slaves.DumbSlave" {
-        return Answer::text(400, &format!("No such type: {kind}"));
+        return page(400, &format!("No such type: {kind}"));
     }
     let Ok(spec) = serde_json::from_str::<Value>(json) else {
-        return Answer::text(400, "json is not JSON");
+        return page(400, "json is not JSON");
     };
     if state.nodes.contains_key(name) {
-        return Answer::text(400, &format!("Agent called ‘{name}’ already exists"));
+        return page(400, &format!("Agent called ‘{name}’ already exists"));
     }
     let text = |key: &str| spec[key].as_str().map(str::to_owned);
     let launcher = spec["launcher"]["stapler-class"]
@@ -448,13 +408,13 @@ fn create(request: &Request, state: &mut State) -> Answer {
     let (Some(remote_fs), Some(mode), Some(launcher), Some(executors)) =
         (text("remoteFS"), text("mode"), launcher, executors)
     else {
-        return Answer::text(
+        return page(
             400,
             "the node needs remoteFS, mode, numExecutors and a launcher",
         );
     };
     if text("name").as_deref() != Some(name.as_str()) {
-        return Answer::text(400, "the json's name differs from the form's");
+        return page(400, "the json's name differs from the form's");
     }
     let ssh = (launcher == "hudson.plugins.sshslaves.SSHLauncher").then(|| {
         let l = &spec["launcher"];
@@ -471,7 +431,7 @@ fn create(request: &Request, state: &mut State) -> Answer {
         .as_ref()
         .is_some_and(|(host, _, cred)| host.is_empty() || cred.is_empty())
     {
-        return Answer::text(400, "the SSH launcher needs host and credentialsId");
+        return page(400, "the SSH launcher needs host and credentialsId");
     }
     state.serial += 1;
     let node = SimNode {
@@ -494,7 +454,7 @@ fn create(request: &Request, state: &mut State) -> Answer {
     };
     state.nodes.insert(name.clone(), node);
     *state.generations.entry(name.clone()).or_default() += 1;
-    Answer::redirect("/computer/")
+    redirect("/computer/")
 }
 
 fn computer_json(node: &SimNode) -> Value {

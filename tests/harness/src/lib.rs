@@ -53,6 +53,7 @@ pub mod openstack;
 mod proc;
 mod s3;
 mod tools;
+mod wire;
 
 pub use error::{HarnessError, Result};
 pub use fleet::SshFleet;

@@ -28,17 +28,16 @@ mod api;
 mod http;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
 use self::api::answer;
 use self::http::Request;
-use crate::error::{Result, io};
+use crate::error::Result;
+use crate::wire::Listener;
 
 /// A thing the simulator holds: an entity (no `entity_id`) or a check.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,50 +96,27 @@ struct State {
 /// The Rackspace Cloud Monitoring simulator. Stops on drop.
 #[derive(Debug)]
 pub struct MonitoringSim {
-    addr: SocketAddr,
+    /// Serves until dropped.
+    _listener: Listener,
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl MonitoringSim {
     /// Starts an API for account `tenant` that accepts `token`.
     pub fn start(tenant: &str, token: &str) -> Result<MonitoringSim> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .map_err(io("binding the monitoring simulator on 127.0.0.1"))?;
-        let addr = listener
-            .local_addr()
-            .map_err(io("reading the monitoring simulator's port"))?;
         let state = Arc::new(Mutex::new(State {
             tenant: tenant.to_owned(),
             token: token.to_owned(),
-            base: format!("http://{addr}/v1.0/{tenant}/"),
             ..State::default()
         }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (state, stop) = (state.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name(format!("monitoring-sim-{}", addr.port()))
-                .spawn(move || {
-                    for stream in listener.incoming() {
-                        if stop.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        let Ok(stream) = stream else { continue };
-                        let state = state.clone();
-                        let _ = std::thread::Builder::new()
-                            .name("monitoring-sim-conn".into())
-                            .spawn(move || serve(&stream, &state));
-                    }
-                })
-                .map_err(io("starting the monitoring simulator thread"))?
-        };
+        let shared = state.clone();
+        let listener = Listener::start("monitoring simulator", move |stream, _| {
+            serve(&stream, &shared);
+        })?;
+        lock(&state).base = format!("http://{}/v1.0/{tenant}/", listener.addr());
         Ok(MonitoringSim {
-            addr,
+            _listener: listener,
             state,
-            stop,
-            thread: Some(thread),
         })
     }
 
@@ -253,16 +229,6 @@ impl MonitoringSim {
     }
 }
 
-impl Drop for MonitoringSim {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state
         .lock()
@@ -290,7 +256,6 @@ fn new_id(state: &mut State, prefix: &str) -> String {
 }
 
 fn serve(stream: &TcpStream, state: &Mutex<State>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let Ok(request) = Request::read(stream) else {
         return;
     };
@@ -312,5 +277,5 @@ fn serve(stream: &TcpStream, state: &Mutex<State>) {
         let _ = stream.shutdown(std::net::Shutdown::Both);
         return;
     }
-    answer.write(stream);
+    let _ = answer.write(stream, false);
 }

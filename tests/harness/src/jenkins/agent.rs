@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::http::Answer;
+use super::http::{page, send};
 use super::{SimRequest, State, lock};
 
 /// Applies `never_online`, and lets an offline SSH-launched node go online when its host
@@ -92,7 +92,7 @@ pub(super) fn agent_connection(
         });
         if let Some((status, text)) = refused {
             drop(state);
-            let _ = Answer::text(status, text).write(stream);
+            send(page(status, text), stream);
             return;
         }
         let generation = state.generations.entry(name.to_owned()).or_default();

@@ -1,12 +1,11 @@
 //! The API's routes: authentication, injected faults, validation of entities and checks as
 //! the service validates them, paginated lists, reads and deletes.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde_json::{Map, Value, json};
 
-use super::http::{Answer, Request, decode, fault};
+use super::http::{Answer, Request, fault};
 use super::{MonitoringThing, State, new_id, now_ms};
 
 /// The answer to `request`, and whether to lose it after doing the work.
@@ -123,11 +122,9 @@ fn create(request: &Request, state: &mut State, entity: Option<&str>) -> Answer 
         Some(e) => format!("{}entities/{e}/checks/{id}", state.base),
         None => format!("{}entities/{id}", state.base),
     };
-    Answer {
-        status: 201,
-        headers: vec![("Location", location), ("X-Object-ID", id)],
-        body: None,
-    }
+    Answer::empty(201)
+        .with("Location", location)
+        .with("X-Object-ID", id)
 }
 
 fn check_entity(body: &Map<String, Value>) -> std::result::Result<(), String> {
@@ -239,12 +236,7 @@ fn check_check(
 }
 
 fn list(request: &Request, state: &State, entity: Option<&str>, path: &str) -> Answer {
-    let query: BTreeMap<String, String> = request
-        .query
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (decode(k), decode(v)))
-        .collect();
+    let query = request.query_pairs();
     let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
         None => 100,
         Some(Ok(l)) if (1..=1000).contains(&l) => l,
@@ -262,10 +254,9 @@ fn list(request: &Request, state: &State, entity: Option<&str>, path: &str) -> A
     let next_href = next
         .as_ref()
         .map(|n| format!("{}{path}?limit={limit}&marker={n}", state.base));
-    Answer {
-        status: 200,
-        headers: Vec::new(),
-        body: Some(json!({
+    Answer::json(
+        200,
+        &json!({
             "values": values,
             "metadata": {
                 "count": values.len(),
@@ -274,8 +265,8 @@ fn list(request: &Request, state: &State, entity: Option<&str>, path: &str) -> A
                 "next_marker": next,
                 "next_href": next_href
             }
-        })),
-    }
+        }),
+    )
 }
 
 fn item(thing: &MonitoringThing) -> Value {
@@ -305,11 +296,7 @@ fn one(state: &mut State, method: &str, entity: Option<&str>, id: &str) -> Answe
         return fault(404, "notFoundError", "Object does not exist.");
     };
     if method == "GET" {
-        return Answer {
-            status: 200,
-            headers: Vec::new(),
-            body: Some(item(&thing)),
-        };
+        return Answer::json(200, &item(&thing));
     }
     state.things.remove(id);
     if entity.is_none() {
@@ -317,9 +304,5 @@ fn one(state: &mut State, method: &str, entity: Option<&str>, id: &str) -> Answe
             .things
             .retain(|_, t| t.entity_id.as_deref() != Some(id));
     }
-    Answer {
-        status: 204,
-        headers: Vec::new(),
-        body: None,
-    }
+    Answer::empty(204)
 }
