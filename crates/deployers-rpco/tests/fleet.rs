@@ -5,64 +5,20 @@
 
 use std::sync::Arc;
 
-use gate_core::testkit::LocalStage;
-use gate_core::{BackendConfig, Connector, Deployer, Host, Inventory, Stage, StageOutcome};
-use gate_ssh::{SshConfig, SshConnector};
-use gate_test_harness::deploy_repos::{RECORD, fail_step, rpco_layout};
-use gate_test_harness::{GitRepo, GitServer, SshFleet};
+use gate_core::{BackendConfig, Deployer, Stage, StageOutcome};
+use gate_ssh::testkit::FleetStage;
+use gate_test_harness::deploy_repos::{self, fail_step, rpco_layout};
+use gate_test_harness::{GitRepo, GitServer};
 use serde_json::Value;
 
-/// A stage context on one fleet host reached over SSH (the transport drops first).
-struct FleetStage {
-    stage: LocalStage,
-    fleet: SshFleet,
+/// One fleet host connected over SSH for prepare-deployment.
+async fn fleet_stage() -> FleetStage {
+    FleetStage::start(1, Stage::PrepareDeployment).await
 }
 
-impl FleetStage {
-    async fn start() -> Self {
-        let fleet = SshFleet::start(1).unwrap();
-        let mut local = LocalStage::new(1, Stage::PrepareDeployment).await;
-        let connector = SshConnector::new(SshConfig {
-            identities: vec![fleet.client_key().to_owned()],
-            agent: false,
-            known_hosts: Some(local.dir.path().join("known_hosts")),
-            connect_timeout_secs: 30,
-            poll_secs: 1,
-            ..SshConfig::default()
-        });
-        let h = &fleet.hosts()[0];
-        let host = Host {
-            name: h.name().to_owned(),
-            address: h.address(),
-            port: h.port(),
-            user: h.user().to_owned(),
-            labels: Vec::new(),
-            transport: gate_ssh::SSH.into(),
-            home: None,
-        };
-        local.cx.transports = vec![connector.connect(&host, &local.cx.cancel).await.unwrap()];
-        local.cx.inventory = Inventory::new(vec![host]).unwrap();
-        Self {
-            stage: local,
-            fleet,
-        }
-    }
-
-    /// The context of `stage` (each stage logs to its own directory).
-    fn cx(&self, stage: Stage) -> gate_core::StageContext {
-        let mut cx = self.stage.cx.clone();
-        cx.stage = stage;
-        cx
-    }
-
-    fn take_records(&self) -> Vec<Value> {
-        let path = self.fleet.hosts()[0].host_path(RECORD);
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let _ = std::fs::remove_file(&path);
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
+/// What the fake scripts recorded on the host since the last call.
+fn take_records(fs: &FleetStage) -> Vec<Value> {
+    deploy_repos::take_records(fs.host(1)).unwrap()
 }
 
 fn env<'a>(record: &'a Value, key: &str) -> Option<&'a str> {
@@ -107,7 +63,7 @@ fn deployer(server: &GitServer, extra: &str) -> Arc<dyn Deployer> {
 #[tokio::test]
 async fn prepare_deploy_and_upgrade_run_deploy_sh_with_the_deploy_flags_then_the_upgrade() {
     let server = rpco_repo();
-    let fs = FleetStage::start().await;
+    let fs = fleet_stage().await;
     let d = deployer(
         &server,
         r#"
@@ -126,7 +82,7 @@ async fn prepare_deploy_and_upgrade_run_deploy_sh_with_the_deploy_flags_then_the
     );
     d.deploy(&fs.cx(Stage::Deploy)).await.unwrap();
     d.upgrade(&fs.cx(Stage::Upgrade)).await.unwrap();
-    let records = fs.take_records();
+    let records = take_records(&fs);
     let steps: Vec<(&str, &str, &str)> = records
         .iter()
         .map(|r| {
@@ -184,7 +140,7 @@ async fn prepare_deploy_and_upgrade_run_deploy_sh_with_the_deploy_flags_then_the
 #[tokio::test]
 async fn a_failing_bootstrap_shows_its_output_and_nothing_else_runs() {
     let server = rpco_repo();
-    let fs = FleetStage::start().await;
+    let fs = fleet_stage().await;
     let d = deployer(&server, "version = \"broken\"\n");
     let err = d
         .prepare_deployment(&fs.cx(Stage::PrepareDeployment))
@@ -196,7 +152,7 @@ async fn a_failing_bootstrap_shows_its_output_and_nothing_else_runs() {
         err.contains("FAILED: bootstrap could not reach the mirror"),
         "{err}"
     );
-    assert_eq!(fs.take_records().len(), 1);
+    assert_eq!(take_records(&fs).len(), 1);
     let d = deployer(&server, "version = \"r17.0.0\"\n");
     assert!(matches!(
         d.upgrade(&fs.cx(Stage::Upgrade)).await.unwrap(),

@@ -5,63 +5,20 @@
 
 use std::sync::Arc;
 
-use gate_core::testkit::LocalStage;
-use gate_core::{BackendConfig, Connector, Deployer, Host, Inventory, Stage, StageOutcome};
-use gate_ssh::{SshConfig, SshConnector};
-use gate_test_harness::deploy_repos::{RECORD, recorder};
-use gate_test_harness::{GitRepo, GitServer, SshFleet};
+use gate_core::{BackendConfig, Deployer, Stage, StageOutcome};
+use gate_ssh::testkit::FleetStage;
+use gate_test_harness::deploy_repos::{self, recorder};
+use gate_test_harness::{GitRepo, GitServer};
 use serde_json::Value;
 
-struct FleetStage {
-    stage: LocalStage,
-    fleet: SshFleet,
+/// One fleet host connected over SSH for prepare-deployment.
+async fn fleet_stage() -> FleetStage {
+    FleetStage::start(1, Stage::PrepareDeployment).await
 }
 
-impl FleetStage {
-    async fn start() -> Self {
-        let fleet = SshFleet::start(1).unwrap();
-        let mut local = LocalStage::new(1, Stage::PrepareDeployment).await;
-        let connector = SshConnector::new(SshConfig {
-            identities: vec![fleet.client_key().to_owned()],
-            agent: false,
-            known_hosts: Some(local.dir.path().join("known_hosts")),
-            connect_timeout_secs: 30,
-            poll_secs: 1,
-            ..SshConfig::default()
-        });
-        let h = &fleet.hosts()[0];
-        let host = Host {
-            name: h.name().to_owned(),
-            address: h.address(),
-            port: h.port(),
-            user: h.user().to_owned(),
-            labels: Vec::new(),
-            transport: gate_ssh::SSH.into(),
-            home: None,
-        };
-        local.cx.transports = vec![connector.connect(&host, &local.cx.cancel).await.unwrap()];
-        local.cx.inventory = Inventory::new(vec![host]).unwrap();
-        Self {
-            stage: local,
-            fleet,
-        }
-    }
-
-    /// The context of `stage` (each stage logs to its own directory).
-    fn cx(&self, stage: Stage) -> gate_core::StageContext {
-        let mut cx = self.stage.cx.clone();
-        cx.stage = stage;
-        cx
-    }
-
-    fn take_records(&self) -> Vec<Value> {
-        let path = self.fleet.hosts()[0].host_path(RECORD);
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let _ = std::fs::remove_file(&path);
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
+/// What the fake scripts recorded on the host since the last call.
+fn take_records(fs: &FleetStage) -> Vec<Value> {
+    deploy_repos::take_records(fs.host(1)).unwrap()
 }
 
 fn hook(step: &str, body: &str) -> String {
@@ -149,7 +106,7 @@ fn env<'a>(record: &'a Value, key: &str) -> &'a str {
 #[tokio::test]
 async fn hooks_run_pre_with_retries_then_run_then_post_with_gate_and_re_variables() {
     let server = project();
-    let fs = FleetStage::start().await;
+    let fs = fleet_stage().await;
     let d = deployer(&server, "PRE_SUCCEEDS_AT = \"3\"");
     assert_eq!(
         d.prepare_deployment(&fs.cx(Stage::PrepareDeployment))
@@ -166,7 +123,7 @@ async fn hooks_run_pre_with_retries_then_run_then_post_with_gate_and_re_variable
         d.upgrade(&fs.cx(Stage::Upgrade)).await.unwrap(),
         StageOutcome::Done
     );
-    let records = fs.take_records();
+    let records = take_records(&fs);
     let steps: Vec<&str> = records
         .iter()
         .map(|r| r["step"].as_str().unwrap())
@@ -231,12 +188,12 @@ async fn hooks_run_pre_with_retries_then_run_then_post_with_gate_and_re_variable
 #[tokio::test]
 async fn a_failing_run_or_pre_still_runs_post_with_failure_and_fails_the_stage() {
     let server = project();
-    let fs = FleetStage::start().await;
+    let fs = fleet_stage().await;
     let d = deployer(&server, "PRE_SUCCEEDS_AT = \"1\", RUN_FAILS = \"yes\"");
     d.prepare_deployment(&fs.cx(Stage::PrepareDeployment))
         .await
         .unwrap();
-    fs.take_records();
+    take_records(&fs);
     let err = d
         .deploy(&fs.cx(Stage::Deploy))
         .await
@@ -247,7 +204,7 @@ async fn a_failing_run_or_pre_still_runs_post_with_failure_and_fails_the_stage()
         "{err}"
     );
     assert!(err.contains("the functional tests failed"), "{err}");
-    let records = fs.take_records();
+    let records = take_records(&fs);
     let steps: Vec<&str> = records
         .iter()
         .map(|r| r["step"].as_str().unwrap())
@@ -256,7 +213,7 @@ async fn a_failing_run_or_pre_still_runs_post_with_failure_and_fails_the_stage()
     assert_eq!(env(&records[2], "GATE_JOB_STATUS"), "FAILURE");
     assert_eq!(env(&records[2], "RE_JOB_STATUS"), "FAILURE");
 
-    fs.fleet.hosts()[0]
+    fs.host(1)
         .exec_ok("rm -f /var/lib/gate-fake/pre-count")
         .unwrap();
     let d = deployer(&server, "PRE_SUCCEEDS_AT = \"99\"");
@@ -266,7 +223,7 @@ async fn a_failing_run_or_pre_still_runs_post_with_failure_and_fails_the_stage()
         .unwrap_err()
         .to_string();
     assert!(err.contains("deploy/pre (attempt 3 of 3)"), "{err}");
-    let records = fs.take_records();
+    let records = take_records(&fs);
     let steps: Vec<&str> = records
         .iter()
         .map(|r| r["step"].as_str().unwrap())

@@ -9,7 +9,8 @@
 //! output; [`HOLD_FLAG`] makes the upgrade script wait for the test (see
 //! [`UpgradeHold`]).
 
-use crate::error::Result;
+use crate::FleetHost;
+use crate::error::{HarnessError, Result};
 use crate::git::GitRepo;
 
 /// Where the scripts record, on the host.
@@ -21,6 +22,22 @@ pub const HOLD_FLAG: &str = "/var/lib/gate-fake/hold-upgrade";
 pub const UPGRADE_STARTED: &str = "/var/lib/gate-fake/upgrade-started";
 /// Lets a held upgrade script go on.
 pub const UPGRADE_RESUME: &str = "/var/lib/gate-fake/upgrade-resume";
+
+/// Every record the fake scripts wrote on `host` so far, oldest first; the file is removed,
+/// so the next call sees only what ran since.
+pub fn take_records(host: &FleetHost) -> Result<Vec<serde_json::Value>> {
+    let path = host.host_path(RECORD);
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = std::fs::remove_file(&path);
+    text.lines()
+        .map(|line| {
+            serde_json::from_str(line).map_err(|e| HarnessError::Command {
+                command: format!("reading {RECORD} on {}", host.name()),
+                detail: format!("{e}: {line}"),
+            })
+        })
+        .collect()
+}
 
 /// The recorder every fake script calls: `record.py STEP ARGS…`.
 const RECORDER: &str = r#"#!/usr/bin/env python3
