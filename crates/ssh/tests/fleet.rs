@@ -4,65 +4,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use gate_core::transport::ExitStatus;
-use gate_core::{Command, Connector, Error, ExecIo, Host, HostLog, Transport, TransportExt};
+use gate_core::{Command, Connector, Error, ExecIo, Host, TransportExt};
 use gate_ssh::{SshConfig, SshConnector};
-use gate_test_harness::{FleetHost, SshFleet};
+use gate_test_harness::SshFleet;
+
 use tokio_util::sync::CancellationToken;
 
-fn host(fleet_host: &FleetHost) -> Host {
-    Host {
-        name: fleet_host.name().to_owned(),
-        address: fleet_host.address(),
-        port: fleet_host.port(),
-        user: fleet_host.user().to_owned(),
-        labels: vec![],
-        transport: gate_ssh::SSH.into(),
-        home: None,
-    }
-}
-
-/// A connector that trusts on first use into `known_hosts` and uses the fleet's key.
-fn connector(fleet: &SshFleet, known_hosts: &Path) -> SshConnector {
-    SshConnector::new(SshConfig {
-        identities: vec![fleet.client_key().to_owned()],
-        agent: false,
-        known_hosts: Some(known_hosts.to_owned()),
-        connect_timeout_secs: 10,
-        poll_secs: 1,
-        ..SshConfig::default()
-    })
-}
-
-struct Io {
-    log: HostLog,
-    cancel: CancellationToken,
-}
-
-impl Io {
-    fn new(dir: &Path) -> Self {
-        Self {
-            log: HostLog::open(&dir.join("host.log"), "h", None).unwrap(),
-            cancel: CancellationToken::new(),
-        }
-    }
-    fn io(&self) -> ExecIo<'_> {
-        ExecIo {
-            log: &self.log,
-            cancel: &self.cancel,
-        }
-    }
-}
-
-async fn connect(fleet: &SshFleet, n: usize, scratch: &Path) -> Arc<dyn Transport> {
-    connector(fleet, &scratch.join("known_hosts"))
-        .connect(&host(&fleet.hosts()[n]), &CancellationToken::new())
-        .await
-        .unwrap()
-}
+mod common;
+use common::{Io, connect, connector, host};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_reuse_one_session_and_arguments_arrive_verbatim() {
@@ -127,64 +79,6 @@ async fn commands_reuse_one_session_and_arguments_arrive_verbatim() {
     assert!(
         text.contains("fleet-1") && text.contains("why") && text.contains("status 4"),
         "{text}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timeout_and_cancel_kill_everything_the_command_started() {
-    let fleet = SshFleet::start(1).unwrap();
-    let scratch = tempfile::tempdir().unwrap();
-    let t = connect(&fleet, 0, scratch.path()).await;
-    let io = Io::new(scratch.path());
-    let remote = &fleet.hosts()[0];
-
-    let err = t
-        .exec(
-            &Command::script("sleep 300 & echo $! > /tmp/child.pid; wait")
-                .timeout(Duration::from_millis(800)),
-            &io.io(),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::Timeout { .. }), "{err}");
-    let pid = remote.exec_ok("cat /tmp/child.pid").unwrap();
-    assert!(
-        !remote
-            .exec(&format!("kill -0 {}", pid.trim()))
-            .status
-            .success(),
-        "the backgrounded sleep survived the timeout"
-    );
-
-    let trigger = io.cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        trigger.cancel();
-    });
-    let err = t
-        .exec(
-            &Command::script("echo $$ > /tmp/shell.pid; sleep 300"),
-            &io.io(),
-        )
-        .await
-        .unwrap_err();
-    assert!(err.is_cancelled(), "{err}");
-    let pid = remote.exec_ok("cat /tmp/shell.pid").unwrap();
-    assert!(
-        !remote
-            .exec(&format!("kill -0 {}", pid.trim()))
-            .status
-            .success()
-    );
-
-    // The session still works after both.
-    let fresh = Io::new(scratch.path());
-    assert_eq!(
-        t.run(&Command::new("echo").arg("alive"), &fresh.io())
-            .await
-            .unwrap()
-            .stdout,
-        "alive\n"
     );
 }
 

@@ -4,62 +4,18 @@
 //! shell that dies, and a host without a usable bash (a channel per command instead).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gate_core::transport::ExitStatus;
-use gate_core::{Command, Connector, Error, ExecIo, Host, HostLog, Transport, TransportExt};
-use gate_ssh::{SshConfig, SshConnector};
+use gate_core::{Command, Error, ExecIo, TransportExt};
 use gate_test_harness::{FleetHost, SshFleet};
 use tokio_util::sync::CancellationToken;
 
+mod common;
+use common::{Io, Rig, connect, gone};
+
 /// The shell's command line on the host, as `pgrep -x -f` matches it.
 const SHELL: &str = "bash --noprofile --norc -s gate-shell";
-
-struct Io {
-    log: HostLog,
-    cancel: CancellationToken,
-}
-
-impl Io {
-    fn new(dir: &Path) -> Self {
-        Self {
-            log: HostLog::open(&dir.join("host.log"), "h", None).unwrap(),
-            cancel: CancellationToken::new(),
-        }
-    }
-    fn io(&self) -> ExecIo<'_> {
-        ExecIo {
-            log: &self.log,
-            cancel: &self.cancel,
-        }
-    }
-}
-
-async fn connect(fleet: &SshFleet, scratch: &Path) -> Arc<dyn Transport> {
-    let remote: &FleetHost = &fleet.hosts()[0];
-    let host = Host {
-        name: remote.name().to_owned(),
-        address: remote.address(),
-        port: remote.port(),
-        user: remote.user().to_owned(),
-        labels: vec![],
-        transport: gate_ssh::SSH.into(),
-        home: None,
-    };
-    SshConnector::new(SshConfig {
-        identities: vec![fleet.client_key().to_owned()],
-        agent: false,
-        known_hosts: Some(scratch.join("known_hosts")),
-        connect_timeout_secs: 10,
-        poll_secs: 1,
-        ..SshConfig::default()
-    })
-    .connect(&host, &CancellationToken::new())
-    .await
-    .unwrap()
-}
 
 /// The pids of gate's shells on `remote` (call it while no command runs: a job is a fork of
 /// the shell and has its command line until it execs).
@@ -71,25 +27,10 @@ fn shells(remote: &FleetHost) -> Vec<u32> {
         .collect()
 }
 
-/// Waits until `pid` is gone on `remote`.
-fn gone(remote: &FleetHost, pid: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while remote.exec(&format!("kill -0 {pid}")).status.success() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    true
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_shell_runs_every_command_and_lookalike_marks_are_output() {
-    let fleet = SshFleet::start(1).unwrap();
-    let scratch = tempfile::tempdir().unwrap();
-    let t = connect(&fleet, scratch.path()).await;
-    let io = Io::new(scratch.path());
-    let remote = &fleet.hosts()[0];
+    let rig = Rig::start().await;
+    let (t, io, remote) = (&rig.t, &rig.io, rig.remote());
 
     assert_eq!(
         t.run(&Command::new("echo").arg("first"), &io.io())
@@ -146,17 +87,14 @@ async fn one_shell_runs_every_command_and_lookalike_marks_are_output() {
         "next\n"
     );
     assert_eq!(shells(remote), shell, "the same shell ran every command");
-    let logged = std::fs::read_to_string(scratch.path().join("host.log")).unwrap();
+    let logged = std::fs::read_to_string(rig.scratch.path().join("host.log")).unwrap();
     assert!(!logged.contains("no command shell"), "{logged}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_is_empty_and_exit_ends_only_its_own_command() {
-    let fleet = SshFleet::start(1).unwrap();
-    let scratch = tempfile::tempdir().unwrap();
-    let t = connect(&fleet, scratch.path()).await;
-    let io = Io::new(scratch.path());
-    let remote = &fleet.hosts()[0];
+    let rig = Rig::start().await;
+    let (t, io, remote) = (&rig.t, &rig.io, rig.remote());
     t.run(&Command::new("true"), &io.io()).await.unwrap();
     let shell = shells(remote);
 
@@ -210,11 +148,8 @@ async fn stdin_is_empty_and_exit_ends_only_its_own_command() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_kills_the_jobs_process_group_and_the_shell_goes_on() {
-    let fleet = SshFleet::start(1).unwrap();
-    let scratch = tempfile::tempdir().unwrap();
-    let t = connect(&fleet, scratch.path()).await;
-    let io = Io::new(scratch.path());
-    let remote = &fleet.hosts()[0];
+    let rig = Rig::start().await;
+    let (t, io, remote) = (&rig.t, &rig.io, rig.remote());
     t.run(&Command::new("true"), &io.io()).await.unwrap();
     let shell = shells(remote);
 
@@ -261,7 +196,7 @@ async fn a_timeout_kills_the_jobs_process_group_and_the_shell_goes_on() {
     let job = remote.exec_ok("cat /tmp/job.pid").unwrap();
     assert!(gone(remote, job.trim()), "the cancelled job survived");
 
-    let fresh = Io::new(scratch.path());
+    let fresh = Io::new(rig.scratch.path());
     assert_eq!(
         t.run(&Command::new("echo").arg("alive"), &fresh.io())
             .await
@@ -274,10 +209,8 @@ async fn a_timeout_kills_the_jobs_process_group_and_the_shell_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commands_on_one_host_each_get_their_own_output() {
-    let fleet = SshFleet::start(1).unwrap();
-    let scratch = tempfile::tempdir().unwrap();
-    let t = connect(&fleet, scratch.path()).await;
-    let io = Io::new(scratch.path());
+    let rig = Rig::start().await;
+    let (t, io) = (&rig.t, &rig.io);
     let runs = (0..8).map(|id| {
         let (t, log) = (t.clone(), io.log.clone());
         tokio::spawn(async move {
@@ -310,11 +243,8 @@ async fn concurrent_commands_on_one_host_each_get_their_own_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_shell_is_replaced_by_the_next_command() {
-    let fleet = SshFleet::start(1).unwrap();
-    let scratch = tempfile::tempdir().unwrap();
-    let t = connect(&fleet, scratch.path()).await;
-    let io = Io::new(scratch.path());
-    let remote = &fleet.hosts()[0];
+    let rig = Rig::start().await;
+    let (t, io, remote) = (&rig.t, &rig.io, rig.remote());
     t.run(&Command::new("true"), &io.io()).await.unwrap();
 
     // Killed while idle: the next command starts a new one and runs.
@@ -362,7 +292,7 @@ async fn without_bash_every_command_gets_its_own_channel() {
     remote
         .exec_ok("printf '#!/bin/sh\\nexit 127\\n' > /usr/local/bin/bash && chmod +x /usr/local/bin/bash")
         .unwrap();
-    let t = connect(&fleet, scratch.path()).await;
+    let t = connect(&fleet, 0, scratch.path()).await;
     let io = Io::new(scratch.path());
 
     let nasty = "it's \"quoted\" $(id) ; \n second";
