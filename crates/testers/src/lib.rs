@@ -8,6 +8,10 @@
 //!   JUnit it leaves ([`suite`]).
 //! - `selenium` ([`SeleniumTester`]): a Selenium suite (pytest, nose, nose2 or a command of
 //!   your own) on one host against a URL; its JUnit and screenshots are collected.
+//! - `tempest` ([`TempestTester`]): installs (or finds) Tempest on one host or in a
+//!   container on it, configures it for the cloud, runs a selection of its tests with
+//!   retries of flaky runs, and converts its subunit stream into
+//!   `results/tempest_results.xml`, also when it crashes part way.
 //! - [`subunit`]: a streaming subunit v2 → JUnit converter.
 //!
 //! Every JUnit file a tester publishes is checked first ([`validate`]): a broken one is
@@ -38,12 +42,14 @@ mod config;
 pub mod selenium;
 pub mod subunit;
 pub mod suite;
+pub mod tempest;
 pub mod validate;
 
 pub use ceph::{CephConfig, CephTester};
 pub use command::CommandTester;
 pub use config::CommandConfig;
 pub use selenium::{SeleniumConfig, SeleniumTester};
+pub use tempest::{TempestConfig, TempestTester};
 
 use std::sync::Arc;
 
@@ -59,5 +65,8 @@ pub fn register(registry: &mut Registry) {
     });
     registry.add_tester(selenium::NAME, |config| {
         Ok(Arc::new(SeleniumTester::from_config(config)?))
+    });
+    registry.add_tester(tempest::NAME, |config| {
+        Ok(Arc::new(TempestTester::from_config(config)?))
     });
 }

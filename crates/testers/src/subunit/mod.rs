@@ -42,8 +42,25 @@ pub struct ConvertReport {
     pub errors: u64,
     /// Skipped tests.
     pub skipped: u64,
+    /// Tests that started but never finished (the stream ended while they ran); each is
+    /// also counted as a failure.
+    pub unfinished: u64,
     /// Corrupt or truncated packets, with offsets.
     pub problems: Vec<Problem>,
+}
+
+/// An error case of the run itself, added after the converted tests (e.g. "the test
+/// runner crashed"): how the run broke, in the same suite as what ran.
+#[derive(Debug, Clone, Copy)]
+pub struct RunError<'a> {
+    /// The case's class name.
+    pub classname: &'a str,
+    /// The case's name.
+    pub name: &'a str,
+    /// One line saying what broke.
+    pub message: &'a str,
+    /// More text (the last lines of output).
+    pub text: &'a str,
 }
 
 /// A test in flight: what has been seen of it so far.
@@ -76,6 +93,16 @@ impl Hasher for IdHasher {
 
 /// Converts the subunit v2 stream `input` into JUnit XML at `output` (suite `suite`).
 pub fn convert<R: Read>(input: R, output: &Path, suite: &str) -> Result<ConvertReport> {
+    convert_with_errors(input, output, suite, &[])
+}
+
+/// [`convert`], with `errors` written as error cases after the stream's tests.
+pub fn convert_with_errors<R: Read>(
+    input: R,
+    output: &Path,
+    suite: &str,
+    errors: &[RunError<'_>],
+) -> Result<ConvertReport> {
     let mut writer = xml::SuiteWriter::create(output, suite)?;
     let mut reader = Reader::new(BufReader::with_capacity(64 * 1024, input));
     let mut in_flight: HashMap<String, InFlight, BuildHasherDefault<IdHasher>> = HashMap::default();
@@ -144,6 +171,7 @@ pub fn convert<R: Read>(input: R, output: &Path, suite: &str) -> Result<ConvertR
         .filter(|(_, t)| t.started.is_some() || !t.attachments.is_empty())
         .collect();
     unfinished.sort_by(|a, b| a.0.cmp(&b.0));
+    let unfinished_count = unfinished.len() as u64;
     for (id, test) in unfinished {
         let mut attachments = test.attachments;
         attachments.push((
@@ -161,12 +189,16 @@ pub fn convert<R: Read>(input: R, output: &Path, suite: &str) -> Result<ConvertR
     if !problems.is_empty() {
         writer.stream_error(&problems)?;
     }
+    for error in errors {
+        writer.error_case(error)?;
+    }
     let counts = writer.finish()?;
     Ok(ConvertReport {
         tests: counts.tests,
         failures: counts.failures,
         errors: counts.errors,
         skipped: counts.skipped,
+        unfinished: unfinished_count,
         problems,
     })
 }

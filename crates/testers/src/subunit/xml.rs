@@ -161,6 +161,24 @@ impl SuiteWriter {
         self.write_line()
     }
 
+    /// An error case of the run itself.
+    pub fn error_case(&mut self, error: &super::RunError<'_>) -> Result<()> {
+        self.counts.tests += 1;
+        self.counts.errors += 1;
+        let x = &mut self.line;
+        x.clear();
+        x.push_str("<testcase classname=\"");
+        escape_into(x, error.classname, true);
+        x.push_str("\" name=\"");
+        escape_into(x, error.name, true);
+        x.push_str("\" time=\"0.000\">\n<error type=\"gate.RunError\" message=\"");
+        escape_into(x, error.message, true);
+        x.push_str("\">");
+        escape_into(x, error.text, false);
+        x.push_str("</error>\n</testcase>\n");
+        self.write_line()
+    }
+
     /// An error case listing the stream's problems.
     pub fn stream_error(&mut self, problems: &[Problem]) -> Result<()> {
         let text: String = problems
