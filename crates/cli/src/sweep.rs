@@ -165,6 +165,7 @@ pub async fn sweep(args: &SweepArgs, registry: &Arc<Registry>) -> Outcome {
     let mut seen_now = BTreeMap::new();
     let mut rows = Vec::new();
     let mut failed = false;
+    let mut unanswered = Vec::new();
     let mut deleted = 0;
     for (section, cleaner) in sweepers(&config, registry)? {
         let backend = section.backend().to_owned();
@@ -173,6 +174,7 @@ pub async fn sweep(args: &SweepArgs, registry: &Arc<Registry>) -> Outcome {
             Err(e) => {
                 eprintln!("[{}] {backend}: sweep failed: {e}", section.section());
                 failed = true;
+                unanswered.push(backend);
                 continue;
             }
         };
@@ -222,10 +224,15 @@ pub async fn sweep(args: &SweepArgs, registry: &Arc<Registry>) -> Outcome {
             ]);
         }
     }
-    if rows.is_empty() {
+    if rows.is_empty() && unanswered.is_empty() {
         println!(
             "nothing leaked (older than {}s, or in an error state)",
             args.older_than.as_secs()
+        );
+    } else if rows.is_empty() {
+        println!(
+            "nothing found by the backends that answered; not swept: {}",
+            unanswered.join(", ")
         );
     } else {
         println!(
@@ -238,6 +245,12 @@ pub async fn sweep(args: &SweepArgs, registry: &Arc<Registry>) -> Outcome {
     }
     if !args.dry_run {
         // Only what this pass saw stays: a resource gone meanwhile starts over if it returns.
+        // A backend that did not answer keeps its sightings for the next pass.
+        for (key, sighting) in sightings {
+            if unanswered.contains(&sighting.backend) {
+                seen_now.insert(key, sighting);
+            }
+        }
         sightings = seen_now;
         save_sightings(&path, &sightings)?;
         println!(
@@ -247,7 +260,7 @@ pub async fn sweep(args: &SweepArgs, registry: &Arc<Registry>) -> Outcome {
             path.display()
         );
     }
-    Ok(if failed { 1 } else { exit::OK })
+    Ok(if failed { exit::INFRA } else { exit::OK })
 }
 
 /// Deletes one swept resource through the backend's cleaner, as cleanup would.

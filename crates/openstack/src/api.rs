@@ -34,6 +34,9 @@ pub enum Service {
     Baremetal,
     /// Neutron.
     Network,
+    /// Cinder (v3): catalog type `block-storage`, else `volumev3`. Its catalog endpoint
+    /// must name the version (`…/v3` or `…/v3/<project>`), as Heat's does: no discovery.
+    BlockStorage,
 }
 
 impl Service {
@@ -45,9 +48,28 @@ impl Service {
             Service::Orchestration => "orchestration",
             Service::Baremetal => "baremetal",
             Service::Network => "network",
+            Service::BlockStorage => "block-storage",
         }
     }
 }
+
+/// A catalog type looked up as written, without version discovery: block storage (whose
+/// endpoints carry the version and often the project) and [`Api::has_service`].
+#[derive(Debug, Clone, Copy)]
+struct CatalogType(&'static str);
+
+impl ServiceType for CatalogType {
+    fn catalog_type(&self) -> &'static str {
+        self.0
+    }
+
+    fn version_discovery_supported(&self) -> bool {
+        false
+    }
+}
+
+/// The catalog types of block storage, in the order they are tried.
+const BLOCK_STORAGE_TYPES: [&str; 2] = ["block-storage", "volumev3"];
 
 /// Heat: its catalog endpoint already names the version and project
 /// (`…/v1/<project>`), so no version discovery.
@@ -381,6 +403,34 @@ impl Api {
         }
     }
 
+    /// Whether the catalog has an endpoint of `service` in this region (for
+    /// [`Service::BlockStorage`]: `block-storage` or `volumev3`). Only the catalog is read;
+    /// a failed token refresh is an error.
+    pub async fn has_service(&self, service: Service) -> Result<bool> {
+        let types: &[&'static str] = match service {
+            Service::BlockStorage => &BLOCK_STORAGE_TYPES,
+            other => &[other.catalog_type()],
+        };
+        for kind in types {
+            let path: [&str; 0] = [];
+            match self.session.get_endpoint(CatalogType(kind), path).await {
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == ErrorKind::EndpointNotFound => {}
+                Err(e) => {
+                    return Err(Error::Api {
+                        region: self.region.clone(),
+                        method: "GET".into(),
+                        service: (*kind).to_owned(),
+                        path: "(catalog)".into(),
+                        status: None,
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// Sends `request` once.
     pub async fn send_once(&self, request: &Request<'_>) -> Result<Reply, Failure> {
         if self.cancel.is_cancelled() {
@@ -417,6 +467,17 @@ impl Api {
             Service::Network => {
                 let builder = session.request(osauth::services::NETWORK, method, &segments);
                 self.finish(builder, request).await
+            }
+            Service::BlockStorage => {
+                let [first, fallback] = BLOCK_STORAGE_TYPES.map(CatalogType);
+                let builder = session.request(first, method.clone(), &segments);
+                match self.finish(builder, request).await {
+                    Err(e) if e.kind() == ErrorKind::EndpointNotFound => {
+                        let builder = session.request(fallback, method, &segments);
+                        self.finish(builder, request).await
+                    }
+                    other => other,
+                }
             }
         };
         let response = sent.map_err(|error| Failure {
@@ -557,9 +618,10 @@ pub fn fault_message(text: &str) -> String {
     short
 }
 
-/// Whether a refusal is a quota error (Nova: 403 "Quota exceeded …", older: 413).
+/// Whether a refusal is a quota error (Nova: 403 "Quota exceeded …", older: 413;
+/// Neutron: 409 `OverQuota` "Quota exceeded for resources: …").
 pub fn is_quota(status: u16, message: &str) -> bool {
-    (status == 403 || status == 413) && message.to_ascii_lowercase().contains("quota")
+    matches!(status, 403 | 409 | 413) && message.to_ascii_lowercase().contains("quota")
 }
 
 /// The seconds of a `Retry-After` header (delta-seconds form).

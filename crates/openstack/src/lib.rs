@@ -1,8 +1,10 @@
 //! gate-openstack: the OpenStack plumbing gate's providers share — logging in from
 //! `clouds.yaml` or `OS_*` through the `openstack` crate's session, API calls retried with
 //! backoff (5xx, 429 with `Retry-After`, connection errors; never quota errors), gate's
-//! names and tags, servers (create, find by exact name, wait, delete) and the cloud-init user
-//! data that puts the run's keys on root.
+//! names and tags, servers (create, find by exact name, wait, delete), Neutron floating IPs
+//! for them, the cloud-init user data that puts the run's keys on root, the keys provider
+//! sections share ([`SharedConfig`], [`NovaServerConfig`]) and the region-by-region server
+//! allocator of the Nova providers ([`allocator`]).
 //!
 //! ```no_run
 //! use gate_openstack::{Cloud, CloudConfig, servers};
@@ -18,11 +20,14 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod allocator;
 mod api;
 mod auth;
 mod config;
 mod error;
+pub mod floating_ips;
 pub mod naming;
+mod provider_config;
 pub mod servers;
 pub mod userdata;
 
@@ -33,4 +38,5 @@ pub use api::{
 pub use auth::clouds_yaml_paths;
 pub use config::{CloudConfig, RetryConfig};
 pub use error::{Error, Result};
+pub use provider_config::{NovaServerConfig, SharedConfig, seconds};
 pub use reqwest::Method;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use gate_openstack::{CloudConfig, RetryConfig};
+use gate_openstack::{RetryConfig, SharedConfig};
 use serde::Deserialize;
 
 /// `[provider] backend = "heat"`: one Heat stack per run; its hosts come from an output.
@@ -77,12 +77,18 @@ pub struct HeatConfig {
 }
 
 impl HeatConfig {
-    /// The cloud part.
-    pub fn cloud(&self) -> CloudConfig {
-        CloudConfig {
+    /// The keys every OpenStack provider shares.
+    pub fn shared(&self) -> SharedConfig {
+        SharedConfig {
             cloud: self.cloud.clone(),
             clouds_file: self.clouds_file.clone(),
             api: self.api.clone(),
+            user: self.user.clone(),
+            port: self.port,
+            labels: self.labels.clone(),
+            protected: self.protected.clone(),
+            poll_secs: self.poll_secs,
+            delete_timeout_secs: self.delete_timeout_secs,
         }
     }
 }

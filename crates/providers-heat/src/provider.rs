@@ -10,7 +10,7 @@ use gate_core::{
     Inventory, LiveResource, Observed, ResourceAllocator, Result, RunId, SweepFilter, all_ok,
     bounded,
 };
-use gate_openstack::{Api, LazyCloud, naming, userdata};
+use gate_openstack::{Api, LazyCloud, SharedConfig, naming, seconds, userdata};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -30,6 +30,7 @@ const ADDRESS_GRACE: Duration = Duration::from_secs(300);
 #[derive(Debug)]
 pub struct HeatProvider {
     config: HeatConfig,
+    shared: SharedConfig,
     cloud: LazyCloud,
 }
 
@@ -37,28 +38,20 @@ fn error(message: impl Into<String>) -> Error {
     Error::backend(NAME, message)
 }
 
-fn seconds(value: f64) -> Duration {
-    Duration::try_from_secs_f64(value).unwrap_or(Duration::from_secs(1))
-}
-
 impl HeatProvider {
     /// A provider from its config section; bad values are named by key.
     pub fn from_config(section: &BackendConfig) -> Result<Self> {
         let config: HeatConfig = section.parse()?;
-        if let Err((key, message)) = config.api.check() {
+        let shared = config.shared();
+        if let Err((key, message)) = shared.check() {
             return Err(section.error(key, message));
         }
-        for (key, value) in [
-            ("create_timeout_secs", config.create_timeout_secs),
-            ("delete_timeout_secs", config.delete_timeout_secs),
-            ("poll_secs", config.poll_secs),
-        ] {
-            if !value.is_finite() || value <= 0.0 {
-                return Err(section.error(
-                    key,
-                    format!("must be a positive number of seconds, not {value}"),
-                ));
-            }
+        let create = config.create_timeout_secs;
+        if !create.is_finite() || create <= 0.0 {
+            return Err(section.error(
+                "create_timeout_secs",
+                format!("must be a positive number of seconds, not {create}"),
+            ));
         }
         if config.hosts_output.is_empty() {
             return Err(section.error("hosts_output", "is empty"));
@@ -72,8 +65,9 @@ impl HeatProvider {
             ));
         }
         Ok(Self {
-            cloud: LazyCloud::new(config.cloud()),
+            cloud: LazyCloud::new(shared.cloud()),
             config,
+            shared,
         })
     }
 
@@ -106,7 +100,7 @@ impl HeatProvider {
     /// Polls until `CREATE_COMPLETE` with every host's address in the output.
     async fn wait_hosts(&self, api: &Api, name: &str, id: &str) -> Result<Vec<Host>> {
         let timeout = seconds(self.config.create_timeout_secs);
-        let poll = seconds(self.config.poll_secs);
+        let poll = self.shared.poll();
         let started = Instant::now();
         let to_core = |e: gate_openstack::Error| e.into_core(NAME);
         let mut complete_since: Option<Instant> = None;
@@ -215,23 +209,15 @@ impl HeatProvider {
             let Some(address) = address else {
                 return Ok(None);
             };
-            hosts.push(Host {
-                name: name.to_owned(),
-                address: address.to_owned(),
-                port: self.config.port,
-                user: self.config.user.clone(),
-                labels: self.config.labels.clone(),
-                transport: "ssh".into(),
-                home: None,
-            });
+            hosts.push(self.shared.host(name, address.to_owned()));
         }
         Ok(Some(hosts))
     }
 
     /// Deletes the stack and waits for it to go, deleting again after `DELETE_FAILED`.
     async fn delete_and_wait(&self, api: &Api, name: &str, id: &str) -> Result<()> {
-        let timeout = seconds(self.config.delete_timeout_secs);
-        let poll = seconds(self.config.poll_secs.min(2.0));
+        let timeout = self.shared.delete_timeout();
+        let poll = self.shared.poll().min(Duration::from_secs(2));
         let started = Instant::now();
         let to_core = |e: gate_openstack::Error| e.into_core(NAME);
         if !stack::delete(api, name, id).await.map_err(to_core)? {

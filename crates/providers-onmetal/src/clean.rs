@@ -13,9 +13,12 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::config::Mode;
 use crate::ironic::{self, Node};
-use crate::provider::{OnmetalProvider, error, region_of, scope_of};
+use crate::provider::{OnmetalProvider, error};
 use crate::release::is_ours;
 use crate::{NAME, NODE, SERVER};
+use gate_openstack::allocator::{
+    delete_server, observed_server, region_of, scope_of, server_sweepable,
+};
 
 fn to_core(e: gate_openstack::Error) -> gate_core::Error {
     e.into_core(NAME)
@@ -29,27 +32,10 @@ fn age(stamp: Option<&str>, now: OffsetDateTime) -> Option<Duration> {
 
 impl OnmetalProvider {
     fn protected(&self, name: &str) -> bool {
-        self.config
+        self.shared
             .protected
             .iter()
             .any(|pattern| naming::glob_matches(pattern, name))
-    }
-
-    /// Whether a sweep may take `server`: gate's, not protected, of the filter's run, and
-    /// older than the filter's age or in ERROR.
-    fn server_due(&self, server: &Server, filter: &SweepFilter, now: OffsetDateTime) -> bool {
-        let ours = server.run_id().is_some() || server.name.starts_with(naming::NAME_PREFIX);
-        let run_ok = filter
-            .run_id
-            .as_ref()
-            .is_none_or(|run| server.run_id() == Some(run.as_str()));
-        let stamp = server
-            .metadata
-            .get(naming::CREATED_AT_KEY)
-            .or(server.created.as_ref());
-        let due = server.status == "ERROR"
-            || age(stamp.map(String::as_str), now).is_some_and(|a| a >= filter.older_than);
-        ours && !self.protected(&server.name) && run_ok && due
     }
 
     /// Whether a sweep may take `node`: marked by gate, not protected, of the filter's run,
@@ -110,7 +96,7 @@ impl OnmetalProvider {
             .filter(|node| self.node_due(node, filter, now))
             .collect();
         if filter.delete {
-            let limit = self.config.concurrency.unwrap_or(8);
+            let limit = self.nova.concurrency.unwrap_or(8);
             let results = bounded(&due, limit, |node| {
                 let api = &api;
                 async move {
@@ -146,9 +132,16 @@ impl Cleaner for OnmetalProvider {
             }
             SERVER => {
                 let api = self.api(region_of(&spec.scope), &cx.cancel).await?;
-                self.delete_server(&api, spec, resource.id.as_deref(), &resource.run_id)
-                    .await
-                    .map_err(to_core)?;
+                delete_server(
+                    &api,
+                    &spec.name,
+                    resource.id.as_deref(),
+                    &resource.run_id,
+                    self.shared.delete_timeout(),
+                    self.shared.poll().min(Duration::from_secs(2)),
+                )
+                .await
+                .map_err(to_core)?;
                 Ok(Cleaned::Deleted)
             }
             other => Err(error(format!(
@@ -177,7 +170,9 @@ impl Cleaner for OnmetalProvider {
         }
         let now = OffsetDateTime::now_utc();
         let regions = self
-            .observe_servers(cx, |s| self.server_due(s, filter, now))
+            .observe_servers(cx, |s| {
+                server_sweepable(s, filter, &self.shared.protected, now)
+            })
             .await?;
         let mut found = Vec::new();
         for (scope, api, due) in &regions {
@@ -195,17 +190,5 @@ impl Cleaner for OnmetalProvider {
             }
         }
         Ok(found)
-    }
-}
-
-fn observed_server(scope: &str, server: &Server) -> Observed {
-    Observed {
-        kind: SERVER.into(),
-        scope: scope.to_owned(),
-        name: server.name.clone(),
-        id: server.id.clone(),
-        run_id: server
-            .run_id()
-            .and_then(|r| RunId::try_from(r.to_owned()).ok()),
     }
 }

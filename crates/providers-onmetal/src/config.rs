@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use gate_core::secret::Secret;
-use gate_openstack::{CloudConfig, RetryConfig};
+use gate_openstack::{NovaServerConfig, RetryConfig, SharedConfig};
 use serde::Deserialize;
 
 /// How the bare-metal servers are had.
@@ -177,12 +177,36 @@ pub struct OnmetalConfig {
 }
 
 impl OnmetalConfig {
-    /// The cloud part (Keystone login).
-    pub fn cloud(&self) -> CloudConfig {
-        CloudConfig {
+    /// The keys every OpenStack provider shares (`cloud` and `clouds_file` are not used
+    /// with `endpoint`).
+    pub fn shared(&self) -> SharedConfig {
+        SharedConfig {
             cloud: self.cloud.clone(),
             clouds_file: self.clouds_file.clone(),
             api: self.api.clone(),
+            user: self.user.clone(),
+            port: self.port,
+            labels: self.labels.clone(),
+            protected: self.protected.clone(),
+            poll_secs: self.poll_secs,
+            delete_timeout_secs: self.delete_timeout_secs,
+        }
+    }
+
+    /// The keys of Nova servers (Nova mode; `user_data`, `concurrency` and the boot
+    /// timeout serve Ironic mode too).
+    pub fn nova(&self) -> NovaServerConfig {
+        NovaServerConfig {
+            name: self.name.clone(),
+            networks: self.networks.clone(),
+            address_network: self.address_network.clone(),
+            security_groups: self.security_groups.clone(),
+            key_name: self.key_name.clone(),
+            availability_zone: self.availability_zone.clone(),
+            user_data: self.user_data.clone(),
+            fallback_regions: self.fallback_regions.clone(),
+            concurrency: self.concurrency,
+            boot_timeout_secs: self.boot_timeout_secs,
         }
     }
 

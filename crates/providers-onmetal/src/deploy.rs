@@ -37,7 +37,7 @@ impl OnmetalProvider {
         let spares = candidates.split_off(count);
         let keys: Vec<String> = cx.keys.authorized().iter().map(|k| k.line()).collect();
         let user_data =
-            userdata::with_root_keys(&keys, self.config.user_data.as_deref()).map_err(error)?;
+            userdata::with_root_keys(&keys, self.nova.user_data.as_deref()).map_err(error)?;
         let public_keys: serde_json::Map<String, Value> = keys
             .iter()
             .enumerate()
@@ -52,7 +52,7 @@ impl OnmetalProvider {
             public_keys: Value::Object(public_keys),
             picks: Mutex::new((candidates.into_iter().map(Some).collect(), spares.into())),
         };
-        let limit = self.config.concurrency.unwrap_or(cx.concurrency);
+        let limit = self.nova.concurrency.unwrap_or(cx.concurrency);
         let outcomes = bounded(0..count, limit, |slot| self.deploy_slot(&plan, slot)).await;
         if cx.cancel.is_cancelled() {
             return Err(Error::Cancelled);
@@ -272,8 +272,8 @@ impl OnmetalProvider {
     ) -> Result<Host> {
         let api = &plan.api;
         let to_core = |e: gate_openstack::Error| e.into_core(NAME);
-        let timeout = Self::seconds(self.config.boot_timeout_secs);
-        let poll = Self::seconds(self.config.poll_secs);
+        let timeout = self.nova.boot_timeout();
+        let poll = self.shared.poll();
         let started = Instant::now();
         let label = node.label();
         let done = |n: &Node| {
@@ -295,15 +295,7 @@ impl OnmetalProvider {
         let mut current = node;
         loop {
             if let Some(address) = self.address_of(&current) {
-                return Ok(Host {
-                    name: label.to_owned(),
-                    address,
-                    port: self.config.port,
-                    user: self.config.user.clone(),
-                    labels: self.config.labels.clone(),
-                    transport: "ssh".into(),
-                    home: None,
-                });
+                return Ok(self.shared.host(label, address));
             }
             if started.elapsed() >= timeout {
                 return Err(error(format!(

@@ -41,7 +41,7 @@ use gate_core::Registry;
 /// The registry name of the provider.
 pub const NAME: &str = "onmetal";
 /// The ledger kind of a Nova server (Nova mode).
-pub const SERVER: &str = "server";
+pub const SERVER: &str = gate_openstack::allocator::SERVER_KIND;
 /// The ledger kind of an Ironic node (Ironic mode).
 pub const NODE: &str = "node";
 

@@ -1,18 +1,14 @@
 //! The provider value: its checked config and the API it logs in to once.
 
+use gate_core::{BackendConfig, Error, Result};
+use gate_openstack::allocator::{region_of, scope_of};
+use gate_openstack::{Api, Cloud, LazyCloud, NovaServerConfig, SharedConfig};
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
-
-use gate_core::{BackendConfig, Error, Result};
-use gate_openstack::{Api, Cloud, LazyCloud};
 use tokio_util::sync::CancellationToken;
 
 use crate::NAME;
 use crate::config::{IronicAuth, Mode, OnmetalConfig};
-
-/// The ledger scope of a resource in the credentials' own region.
-pub(crate) const DEFAULT_REGION_SCOPE: &str = "-";
 
 /// How the provider reaches its API.
 enum Login {
@@ -45,6 +41,8 @@ impl fmt::Debug for Login {
 #[derive(Debug)]
 pub struct OnmetalProvider {
     pub(crate) config: OnmetalConfig,
+    pub(crate) shared: SharedConfig,
+    pub(crate) nova: NovaServerConfig,
     login: Login,
 }
 
@@ -52,7 +50,8 @@ impl OnmetalProvider {
     /// A provider from its config section; bad values are named by key.
     pub fn from_config(section: &BackendConfig) -> Result<Self> {
         let config: OnmetalConfig = section.parse()?;
-        check(&config).map_err(|(key, message)| section.error(key, message))?;
+        let (shared, nova) = (config.shared(), config.nova());
+        check(&config, &shared, &nova).map_err(|(key, message)| section.error(key, message))?;
         let login = match (&config.endpoint, config.auth) {
             (Some(endpoint), auth) => Login::Standalone {
                 endpoint: endpoint.trim_end_matches('/').to_owned(),
@@ -62,9 +61,14 @@ impl OnmetalProvider {
                 },
                 cloud: tokio::sync::OnceCell::new(),
             },
-            (None, _) => Login::Keystone(LazyCloud::new(config.cloud())),
+            (None, _) => Login::Keystone(LazyCloud::new(shared.cloud())),
         };
-        Ok(Self { config, login })
+        Ok(Self {
+            config,
+            shared,
+            nova,
+            login,
+        })
     }
 
     /// The config.
@@ -119,9 +123,14 @@ impl OnmetalProvider {
         }
     }
 
-    /// `value` seconds as a duration.
-    pub(crate) fn seconds(value: f64) -> Duration {
-        Duration::try_from_secs_f64(value).unwrap_or(Duration::from_secs(1))
+    /// The Keystone-logged-in cloud (Nova mode never has a standalone endpoint).
+    pub(crate) fn cloud(&self) -> Result<&LazyCloud> {
+        match &self.login {
+            Login::Keystone(cloud) => Ok(cloud),
+            Login::Standalone { .. } => Err(error(
+                "Nova mode logs in through Keystone; endpoint is for mode = \"ironic\"",
+            )),
+        }
     }
 
     /// How many hosts: `hosts`, else as many as `nodes` lists, else 1.
@@ -135,36 +144,27 @@ impl OnmetalProvider {
 }
 
 /// Checks what serde cannot: positive numbers, and the fields of the chosen mode only.
-fn check(config: &OnmetalConfig) -> std::result::Result<(), (String, String)> {
+fn check(
+    config: &OnmetalConfig,
+    shared: &SharedConfig,
+    nova: &NovaServerConfig,
+) -> std::result::Result<(), (String, String)> {
     let fail = |key: &str, message: &str| Err((key.to_owned(), message.to_owned()));
     if config.hosts == Some(0) {
         return fail("hosts", "must be at least 1");
     }
-    if let Err((key, message)) = config.api.check() {
-        return Err((key, message));
-    }
-    for (key, value) in [
-        ("boot_timeout_secs", config.boot_timeout_secs),
-        ("poll_secs", config.poll_secs),
-        ("delete_timeout_secs", config.delete_timeout_secs),
-    ] {
-        if !value.is_finite() || value <= 0.0 {
-            return Err((
-                key.into(),
-                format!("must be a positive number of seconds, not {value}"),
-            ));
-        }
-    }
-    if config.concurrency == Some(0) {
-        return fail("concurrency", "must be at least 1");
-    }
+    shared.check()?;
+    nova.check_common()?;
     match config.mode {
-        Mode::Nova => check_nova(config),
-        Mode::Ironic => check_ironic(config),
+        Mode::Nova => check_nova(config, nova),
+        Mode::Ironic => check_ironic(config, nova),
     }
 }
 
-fn check_nova(config: &OnmetalConfig) -> std::result::Result<(), (String, String)> {
+fn check_nova(
+    config: &OnmetalConfig,
+    nova: &NovaServerConfig,
+) -> std::result::Result<(), (String, String)> {
     for (key, value) in [("flavor", &config.flavor), ("image", &config.image)] {
         if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
             return Err((key.into(), "is required with mode = \"nova\"".into()));
@@ -183,22 +183,13 @@ fn check_nova(config: &OnmetalConfig) -> std::result::Result<(), (String, String
     if let Some((key, _)) = ironic_only.iter().find(|(_, set)| *set) {
         return Err(((*key).into(), "is for mode = \"ironic\" only".into()));
     }
-    let special = config.networks.iter().any(|n| n == "auto" || n == "none");
-    if special && config.networks.len() > 1 {
-        return Err((
-            "networks".into(),
-            "\"auto\" and \"none\" stand alone; list network names or ids otherwise".into(),
-        ));
-    }
-    if let Some(name) = &config.name
-        && (name.is_empty() || name.len() > 60)
-    {
-        return Err(("name".into(), "must be 1 to 60 characters".into()));
-    }
-    Ok(())
+    nova.check()
 }
 
-fn check_ironic(config: &OnmetalConfig) -> std::result::Result<(), (String, String)> {
+fn check_ironic(
+    config: &OnmetalConfig,
+    nova: &NovaServerConfig,
+) -> std::result::Result<(), (String, String)> {
     if config
         .image_source
         .as_deref()
@@ -215,18 +206,16 @@ fn check_ironic(config: &OnmetalConfig) -> std::result::Result<(), (String, Stri
             "mode = \"ironic\" needs resource_class or nodes".into(),
         ));
     }
-    let nova_only = [
-        ("fallback_regions", !config.fallback_regions.is_empty()),
-        ("name", config.name.is_some()),
+    let mut nova_only = nova.nova_keys_set();
+    for (key, set) in [
         ("flavor", config.flavor.is_some()),
         ("image", config.image.is_some()),
-        ("networks", !config.networks.is_empty()),
-        ("address_network", config.address_network.is_some()),
-        ("security_groups", !config.security_groups.is_empty()),
-        ("key_name", config.key_name.is_some()),
-        ("availability_zone", config.availability_zone.is_some()),
-    ];
-    if let Some((key, _)) = nova_only.iter().find(|(_, set)| *set) {
+    ] {
+        if set {
+            nova_only.push(key);
+        }
+    }
+    if let Some(key) = nova_only.first() {
         return Err(((*key).into(), "is for mode = \"nova\" only".into()));
     }
     if !config.nodes.is_empty()
@@ -267,16 +256,6 @@ fn check_ironic(config: &OnmetalConfig) -> std::result::Result<(), (String, Stri
     }
 }
 
-/// The region of a ledger scope.
-pub(crate) fn region_of(scope: &str) -> Option<&str> {
-    (scope != DEFAULT_REGION_SCOPE && !scope.is_empty()).then_some(scope)
-}
-
-/// The ledger scope of a region.
-pub(crate) fn scope_of(region: Option<&str>) -> String {
-    region.unwrap_or(DEFAULT_REGION_SCOPE).to_owned()
-}
-
 /// Shared so one value is both allocator and cleaner in the registry.
 pub(crate) fn shared(section: &BackendConfig) -> Result<Arc<OnmetalProvider>> {
     OnmetalProvider::from_config(section).map(Arc::new)
@@ -300,6 +279,7 @@ impl gate_core::ResourceAllocator for OnmetalProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn parse(toml: &str) -> Result<OnmetalProvider> {
         OnmetalProvider::from_config(&BackendConfig::from_toml("provider", "onmetal", toml)?)
@@ -319,6 +299,7 @@ mod tests {
         let config = provider.config();
         assert_eq!(config.boot_timeout_secs, 3600.0);
         assert_eq!(config.delete_timeout_secs, 3600.0);
+        assert_eq!(provider.nova.boot_timeout(), Duration::from_secs(3600));
         assert!(config.config_drive);
         assert_eq!(config.nova_regions(), [None]);
         assert_eq!(provider.host_count(), 1);
@@ -346,6 +327,12 @@ mod tests {
         assert!(error.contains("resource_class or nodes"), "{error}");
         assert!(refused("mode = \"ironic\"\nresource_class = \"m\"\n").contains("image_source"));
         assert!(refused(&format!("{NOVA}bogus = 1\n")).contains("bogus"));
+        assert!(refused(&format!("{NOVA}pol_secs = 1\n")).contains("pol_secs"));
+        let error = refused(&format!("{IRONIC}networks = [\"x\"]\n"));
+        assert!(
+            error.contains("networks") && error.contains("nova"),
+            "{error}"
+        );
         assert!(refused("mode = \"metal\"\n").contains("mode"));
         let error = refused(&format!("{IRONIC}nodes = [\"a\"]\nhosts = 2\n"));
         assert!(error.contains("hosts"), "{error}");

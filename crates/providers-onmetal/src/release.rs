@@ -65,8 +65,8 @@ impl OnmetalProvider {
         run: &RunId,
         label: &str,
     ) -> gate_openstack::Result<()> {
-        let timeout = Self::seconds(self.config.delete_timeout_secs);
-        let poll = Self::seconds(self.config.poll_secs.min(5.0));
+        let timeout = self.shared.delete_timeout();
+        let poll = self.shared.poll().min(std::time::Duration::from_secs(5));
         let deadline = Instant::now() + timeout;
         let mut undeploy_asked = false;
         loop {

@@ -1,6 +1,6 @@
 //! The `pubcloud` section.
 
-use gate_openstack::{CloudConfig, RetryConfig};
+use gate_openstack::{NovaServerConfig, RetryConfig, SharedConfig};
 use serde::Deserialize;
 
 /// `[provider] backend = "pubcloud"`: Nova servers in a public (or any) OpenStack cloud.
@@ -15,6 +15,8 @@ use serde::Deserialize;
 /// regions = ["DFW", "ORD"]         # tried in random order …
 /// fallback_regions = ["IAD"]       # … then these, also shuffled
 /// networks = ["public", "private"] # names or ids; default "auto"; ["none"] for none
+/// floating_ip = true               # a floating IP per server, the address gate connects to
+/// floating_network = "ext-net"     # … from this external network (default: the only one)
 /// ```
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +47,15 @@ pub struct PubcloudConfig {
     /// address, else the first IPv4).
     #[serde(default)]
     pub address_network: Option<String>,
+    /// Give every server a floating IP (Neutron) and reach it at that address (default
+    /// false). Each floating IP is in the ledger as a child of its server (`<server>-fip`,
+    /// its name and the run id in its description), so cleanup deletes it first.
+    #[serde(default)]
+    pub floating_ip: bool,
+    /// The external network to take floating IPs from, by name or id (default: the
+    /// cloud's only external network). Needs `floating_ip = true`.
+    #[serde(default)]
+    pub floating_network: Option<String>,
     /// Security group names.
     #[serde(default)]
     pub security_groups: Vec<String>,
@@ -98,12 +109,34 @@ pub struct PubcloudConfig {
 }
 
 impl PubcloudConfig {
-    /// The cloud part.
-    pub fn cloud(&self) -> CloudConfig {
-        CloudConfig {
+    /// The keys every OpenStack provider shares.
+    pub fn shared(&self) -> SharedConfig {
+        SharedConfig {
             cloud: self.cloud.clone(),
             clouds_file: self.clouds_file.clone(),
             api: self.api.clone(),
+            user: self.user.clone(),
+            port: self.port,
+            labels: self.labels.clone(),
+            protected: self.protected.clone(),
+            poll_secs: self.poll_secs,
+            delete_timeout_secs: self.delete_timeout_secs,
+        }
+    }
+
+    /// The keys of the Nova servers.
+    pub fn nova(&self) -> NovaServerConfig {
+        NovaServerConfig {
+            name: self.name.clone(),
+            networks: self.networks.clone(),
+            address_network: self.address_network.clone(),
+            security_groups: self.security_groups.clone(),
+            key_name: self.key_name.clone(),
+            availability_zone: self.availability_zone.clone(),
+            user_data: self.user_data.clone(),
+            fallback_regions: self.fallback_regions.clone(),
+            concurrency: self.concurrency,
+            boot_timeout_secs: self.boot_timeout_secs,
         }
     }
 
@@ -137,4 +170,49 @@ fn root() -> String {
 }
 fn ssh_port() -> u16 {
     22
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gate_core::BackendConfig;
+
+    fn parse(toml: &str) -> gate_core::Result<PubcloudConfig> {
+        BackendConfig::from_toml("provider", "pubcloud", toml)?.parse()
+    }
+
+    const BASE: &str = "flavor = \"f\"\nimage = \"i\"\n";
+
+    #[test]
+    fn the_shared_parts_carry_the_keys_and_the_defaults() {
+        let config = parse(&format!(
+            "{BASE}cloud = \"c\"\nport = \"2222\"\nname = \"ci\"\nfallback_regions = [\"B\"]\n\
+             boot_timeout_secs = 60\n"
+        ))
+        .unwrap();
+        let shared = config.shared();
+        assert_eq!(shared.cloud.as_deref(), Some("c"));
+        // A `--set` or GATE__ override arrives as a string and still becomes a number.
+        assert_eq!((shared.port, shared.user.as_str()), (2222, "root"));
+        assert_eq!(shared.poll(), std::time::Duration::from_secs(5));
+        assert_eq!(shared.delete_timeout(), std::time::Duration::from_secs(300));
+        let nova = config.nova();
+        assert_eq!(nova.name.as_deref(), Some("ci"));
+        assert_eq!(nova.fallback_regions, ["B"]);
+        assert_eq!(nova.boot_timeout(), std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name_shared_ones_included() {
+        for typo in [
+            "flavour = \"x\"",
+            "pol_secs = 1",
+            "netwerks = []",
+            "floating = true",
+        ] {
+            let key = typo.split(' ').next().unwrap();
+            let error = parse(&format!("{BASE}{typo}\n")).unwrap_err().to_string();
+            assert!(error.contains(key), "{typo}: {error}");
+        }
+    }
 }

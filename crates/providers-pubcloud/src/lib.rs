@@ -7,7 +7,9 @@
 //! fallback regions; a region where anything fails (build ERROR, timeout, quota, no SSH)
 //! has its half-built servers deleted before the next is tried. Cleanup deletes by id, or by
 //! exact name and run id for a server whose id never reached the ledger; `sweep` finds
-//! what a lost ledger left behind.
+//! what a lost ledger left behind. With `floating_ip = true` every server gets a Neutron
+//! floating IP (in the ledger as the server's child, before the create call too), associated
+//! with its port; gate reaches the host at the floating address.
 //!
 //! ```toml
 //! [provider]
@@ -33,7 +35,9 @@ use gate_core::Registry;
 /// The registry name of the provider.
 pub const NAME: &str = "pubcloud";
 /// The ledger kind of a server.
-pub const SERVER: &str = "server";
+pub const SERVER: &str = gate_openstack::allocator::SERVER_KIND;
+/// The ledger kind of a floating IP (a child of its server, named `<server>-fip`).
+pub const FLOATING_IP: &str = gate_openstack::allocator::FLOATING_IP_KIND;
 
 /// Registers the `pubcloud` provider.
 pub fn register(registry: &mut Registry) {

@@ -1,22 +1,20 @@
 //! The provider value: its checked config and the cloud it logs in to once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use gate_core::{BackendConfig, Error, Result};
-use gate_openstack::{Api, LazyCloud};
+use gate_core::{BackendConfig, Result};
+use gate_openstack::{Api, LazyCloud, NovaServerConfig, SharedConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::NAME;
 use crate::config::PubcloudConfig;
 
-/// The ledger scope of a server made in the credentials' own region.
-pub(crate) const DEFAULT_REGION_SCOPE: &str = "-";
-
 /// The `pubcloud` provider: allocator and cleaner.
 #[derive(Debug)]
 pub struct PubcloudProvider {
     pub(crate) config: PubcloudConfig,
+    pub(crate) shared: SharedConfig,
+    pub(crate) nova: NovaServerConfig,
     cloud: LazyCloud,
 }
 
@@ -24,6 +22,7 @@ impl PubcloudProvider {
     /// A provider from its config section; bad values are named by key.
     pub fn from_config(section: &BackendConfig) -> Result<Self> {
         let config: PubcloudConfig = section.parse()?;
+        let (shared, nova) = (config.shared(), config.nova());
         if config.hosts == 0 {
             return Err(section.error("hosts", "must be at least 1"));
         }
@@ -32,45 +31,36 @@ impl PubcloudProvider {
                 return Err(section.error(key, "is empty"));
             }
         }
-        if let Err((key, message)) = config.api.check() {
+        if let Err((key, message)) = shared.check().and_then(|()| nova.check()) {
             return Err(section.error(key, message));
         }
-        for (key, value) in [
-            ("boot_timeout_secs", config.boot_timeout_secs),
-            ("poll_secs", config.poll_secs),
-            ("delete_timeout_secs", config.delete_timeout_secs),
-        ] {
-            if !value.is_finite() || value <= 0.0 {
+        if let Some(network) = &config.floating_network {
+            if network.trim().is_empty() {
+                return Err(section.error("floating_network", "is empty"));
+            }
+            if !config.floating_ip {
                 return Err(section.error(
-                    key,
-                    format!("must be a positive number of seconds, not {value}"),
+                    "floating_network",
+                    "is set but floating_ip is not: set floating_ip = true as well",
                 ));
             }
         }
-        let special = config.networks.iter().any(|n| n == "auto" || n == "none");
-        if special && config.networks.len() > 1 {
-            return Err(section.error(
-                "networks",
-                "\"auto\" and \"none\" stand alone; list network names or ids otherwise",
-            ));
-        }
-        if config.concurrency == Some(0) {
-            return Err(section.error("concurrency", "must be at least 1"));
-        }
-        if let Some(name) = &config.name
-            && (name.is_empty() || name.len() > 60)
-        {
-            return Err(section.error("name", "must be 1 to 60 characters"));
-        }
         Ok(Self {
-            cloud: LazyCloud::new(config.cloud()),
+            cloud: LazyCloud::new(shared.cloud()),
             config,
+            shared,
+            nova,
         })
     }
 
     /// The config.
     pub fn config(&self) -> &PubcloudConfig {
         &self.config
+    }
+
+    /// The cloud, logged in to on first use.
+    pub(crate) fn cloud(&self) -> &LazyCloud {
+        &self.cloud
     }
 
     /// Calls into `region` (`None`: the credentials' own).
@@ -84,28 +74,9 @@ impl PubcloudProvider {
             .await
             .map_err(|e| e.into_core(NAME))
     }
-
-    pub(crate) fn seconds(value: f64) -> Duration {
-        Duration::try_from_secs_f64(value).unwrap_or(Duration::from_secs(1))
-    }
-}
-
-/// The region of a ledger scope.
-pub(crate) fn region_of(scope: &str) -> Option<&str> {
-    (scope != DEFAULT_REGION_SCOPE && !scope.is_empty()).then_some(scope)
-}
-
-/// The ledger scope of a region.
-pub(crate) fn scope_of(region: Option<&str>) -> String {
-    region.unwrap_or(DEFAULT_REGION_SCOPE).to_owned()
 }
 
 /// Shared so one value is both allocator and cleaner in the registry.
 pub(crate) fn shared(section: &BackendConfig) -> Result<Arc<PubcloudProvider>> {
     PubcloudProvider::from_config(section).map(Arc::new)
-}
-
-/// An error of this provider.
-pub(crate) fn error(message: impl Into<String>) -> Error {
-    Error::backend(NAME, message)
 }

@@ -1,10 +1,12 @@
 //! The `pubcloud` provider against the harness's real Keystone, Nova (fake driver),
 //! Placement, Glance and the Neutron stand-in; servers joined to real sshd fleet hosts by the
-//! harness's cloud-init stand-in. One test binary, so one set of services. Needs
+//! harness's cloud-init stand-in (or, for floating IPs, its L3-agent part). One test binary,
+//! so one set of services. Needs
 //! `scripts/openstack-env` and root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod faults;
+mod floating;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,14 +47,19 @@ impl Project {
         self.creds.session().unwrap()
     }
 
-    /// A provider over this project; `extra` holds top-level keys.
-    pub(crate) fn provider(&self, extra: &str) -> Arc<PubcloudProvider> {
-        let toml = format!(
+    /// The provider section over this project; `extra` holds top-level keys.
+    pub(crate) fn provider_toml(&self, extra: &str) -> String {
+        format!(
             "cloud = \"test\"\nclouds_file = \"{}\"\nflavor = \"gate.small\"\nimage = \"gate-tiny\"\n\
              networks = [\"none\"]\npoll_secs = 0.2\n{extra}\n\
              [api]\ntries = 10\nfirst_delay_secs = 0.05\nmax_delay_secs = 1.5\n",
             self.clouds_file().display()
-        );
+        )
+    }
+
+    /// A provider over this project; `extra` holds top-level keys.
+    pub(crate) fn provider(&self, extra: &str) -> Arc<PubcloudProvider> {
+        let toml = self.provider_toml(extra);
         let section = BackendConfig::from_toml("provider", "pubcloud", &toml).unwrap();
         Arc::new(PubcloudProvider::from_config(&section).unwrap())
     }
