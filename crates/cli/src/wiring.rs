@@ -127,3 +127,30 @@ fn cleaner_lookup(config: &GateConfig, registry: &Arc<Registry>) -> CleanerLooku
         registry.cleaner(&section)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_servers_of_the_osa_upgrade_checks_are_cleaned_with_the_deployer_section() {
+        let config = GateConfig::from_text(
+            "t.toml",
+            "[deployer]\nbackend = \"osa\"\nupgrade_to = \"latest\"\n\
+             [deployer.upgrade_checks.resources]\nservers = 2\ncloud = \"deployed\"\n\
+             flavor = \"m1.tiny\"\nimage = \"cirros\"\n",
+            &[],
+        )
+        .unwrap();
+        let registry = Arc::new(registry(&[]));
+        let built = backends(&config, &registry).unwrap();
+        assert!(built.deployer.is_some());
+        // Ledger entries of backend `osa` reach a cleaner built from `[deployer]`.
+        let cleaner = (built.cleaners)("osa").unwrap();
+        assert!(format!("{cleaner:?}").contains("deployed"), "{cleaner:?}");
+        assert!(
+            format!("{cleaner:?}").contains("section: \"deployer\""),
+            "{cleaner:?}"
+        );
+    }
+}

@@ -3,13 +3,18 @@
 //! - [`Checkout`]: deployment code at a [`Version`] on the primary — a branch, a tag, a
 //!   commit, a pull-request ref (`refs/pull/12/head`), or `latest` (the newest tag, or the
 //!   newest starting with a prefix such as `27.`) — cloned once, fetched after.
+//! - [`Repository`]: the repository keys every repository deployer has (`repo`, `version`,
+//!   `upgrade_to`, `path`, `config_dir`, `env`, `timeout_secs`), checked once.
 //! - [`HostSteps`]: named steps on a host (usually the primary), streamed to the stage's host log, failing
 //!   with the host, the step and the last lines of output.
 //! - [`UpgradeChecks`]: the deployer-agnostic upgrade checks — ping, TCP and HTTP probes run
 //!   from the primary all through the upgrade, every outage window written to
 //!   `artifacts/upgrade-checks/timeline.json` and the JUnit suite
 //!   `artifacts/results/upgrade-checks.xml` — and the [`CloudResources`] hook for test
-//!   servers, volumes and networks in the deployed cloud.
+//!   servers, volumes and networks in the deployed cloud, with its OpenStack implementation
+//!   [`OpenStackResources`] (servers made before the upgrade, pinged and probed during it,
+//!   verified after it, in the ledger under the deployer's name; [`register_cleaner`]
+//!   registers the cleaner that deletes them).
 //!
 //! A deployer embeds [`UpgradeChecksConfig`] as its `upgrade_checks` table and wraps its
 //! upgrade in [`UpgradeChecks::around`]:
@@ -37,13 +42,18 @@
 pub mod checks;
 mod git;
 mod host;
+mod repo;
 mod version;
 
 pub use checks::UpgradeChecks;
 pub use checks::cloud::{CloudResources, ResourceCheck, TestResource};
 pub use checks::config::{ProbeConfig, ResourcesConfig, UpgradeChecksConfig};
+pub use checks::openstack::{
+    OpenStackResources, register_cleaner, resources as openstack_resources,
+};
 pub use git::{Checkout, Resolved};
 pub use host::HostSteps;
+pub use repo::{Repository, RepositoryKeys};
 pub use version::{Version, check_url};
 
 use gate_core::{Command, EnvValue};

@@ -3,11 +3,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gate_core::steps::check_env_name;
 use gate_core::{BackendConfig, Command, Deployer, EnvValue, Result, StageContext, StageOutcome};
-use gate_deploy::{
-    Checkout, HostSteps, UpgradeChecks, Version, ansible_env, parse_url, parse_version,
-};
+use gate_deploy::{HostSteps, Repository, RepositoryKeys, UpgradeChecks, ansible_env};
 
 use crate::config::{OsaConfig, TargetKind};
 use crate::render;
@@ -29,8 +26,7 @@ const COLLECTION_PLAYBOOKS: [&str; 3] = [
 #[derive(Debug, Clone)]
 pub struct OsaDeployer {
     config: OsaConfig,
-    version: Version,
-    upgrade_to: Option<Version>,
+    repo: Repository,
     checks: UpgradeChecks,
 }
 
@@ -38,27 +34,24 @@ impl OsaDeployer {
     /// A deployer from its config section, every value checked.
     pub fn from_config(section: &BackendConfig) -> Result<Self> {
         let config: OsaConfig = section.parse()?;
-        let version = parse_version(section, "version", &config.version)?;
-        let upgrade_to = config
-            .upgrade_to
-            .as_deref()
-            .map(|v| parse_version(section, "upgrade_to", v))
-            .transpose()?;
-        parse_url(section, "repo", &config.repo)?;
-        for (key, path) in [("path", &config.path), ("config_dir", &config.config_dir)] {
-            if !path.starts_with('/') || path.chars().any(char::is_control) {
-                return Err(section.error(key, format!("`{path}` is not an absolute path")));
-            }
-        }
+        let repo = Repository::from_keys(
+            section,
+            RepositoryKeys {
+                repo: &config.repo,
+                version: &config.version,
+                upgrade_to: config.upgrade_to.as_deref(),
+                path: &config.path,
+                config_dir: &config.config_dir,
+                env: &config.env,
+                timeout_secs: config.timeout_secs,
+            },
+        )?;
         let file = &config.variables_file;
         if file.contains('/') || !file.starts_with("user_") || !file.ends_with(".yml") {
             return Err(section.error(
                 "variables_file",
                 format!("`{file}` must be a file name `user_*.yml`"),
             ));
-        }
-        for name in config.env.keys() {
-            check_env_name(section, "env", name)?;
         }
         let scenario_ok = !config.scenario.is_empty()
             && config
@@ -68,27 +61,18 @@ impl OsaDeployer {
         if !scenario_ok {
             return Err(section.error("scenario", "use letters, digits and `_`"));
         }
-        let checks =
-            UpgradeChecks::from_config(section, "upgrade_checks", &config.upgrade_checks, None)?;
+        // Test servers in the deployed cloud are recorded under this deployer's name, so its
+        // cleaner (registered with it) deletes them.
+        let checks = UpgradeChecks::for_deployer(section, &config.upgrade_checks, crate::NAME)?;
         Ok(Self {
             config,
-            version,
-            upgrade_to,
+            repo,
             checks,
         })
     }
 
     fn timeout(&self) -> Duration {
-        Duration::from_secs(self.config.timeout_secs)
-    }
-
-    fn checkout(&self, version: &Version) -> Checkout {
-        Checkout {
-            dest: self.config.path.clone(),
-            url: self.config.repo.clone(),
-            version: version.clone(),
-            timeout: self.timeout(),
-        }
+        self.repo.timeout()
     }
 
     /// A script of the checkout (`scripts/NAME`) run from the checkout with `env`.
@@ -188,7 +172,8 @@ impl OsaDeployer {
 impl Deployer for OsaDeployer {
     async fn prepare_deployment(&self, cx: &StageContext) -> Result<StageOutcome> {
         let primary = HostSteps::primary(cx)?;
-        self.checkout(&self.version)
+        self.repo
+            .checkout(&self.repo.version)
             .run(&primary, "check out openstack-ansible")
             .await?;
         let scenario = self.scenario_env();
@@ -245,7 +230,7 @@ impl Deployer for OsaDeployer {
     }
 
     async fn upgrade(&self, cx: &StageContext) -> Result<StageOutcome> {
-        let Some(target) = &self.upgrade_to else {
+        let Some(target) = &self.repo.upgrade_to else {
             return Ok(StageOutcome::Skipped(
                 "no `upgrade_to` is configured".into(),
             ));
@@ -254,7 +239,8 @@ impl Deployer for OsaDeployer {
         let lifetime = self.timeout() * 8;
         self.checks
             .around(cx, lifetime, async {
-                self.checkout(target)
+                self.repo
+                    .checkout(target)
                     .run(&primary, "check out the upgrade target")
                     .await?;
                 let mut env = ansible_env(&primary).await?;
@@ -311,11 +297,18 @@ mod tests {
     }
 
     #[test]
-    fn asking_for_cloud_test_resources_is_refused_until_the_backend_exists() {
+    fn cloud_test_servers_need_a_flavor_and_an_image_and_then_build() {
         let err = deployer("[upgrade_checks.resources]\nservers = 2\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("upgrade_checks.resources"), "{err}");
-        assert!(err.contains("OpenStack services"), "{err}");
+        assert!(err.contains("upgrade_checks.resources.flavor"), "{err}");
+        deployer(
+            "[upgrade_checks.resources]\nservers = 2\nflavor = \"m1.tiny\"\nimage = \"cirros\"\n",
+        )
+        .unwrap();
+        let err = deployer("[upgrade_checks.resources]\nvolumes = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("upgrade_checks.resources.volumes"), "{err}");
     }
 }

@@ -44,9 +44,11 @@ use gate_core::Registry;
 /// The registry name of the deployer.
 pub const NAME: &str = "osa";
 
-/// Registers the `osa` deployer.
+/// Registers the `osa` deployer, and the cleaner of the test servers its upgrade
+/// checks make in the deployed cloud.
 pub fn register(registry: &mut Registry) {
     registry.add_deployer(NAME, |config| {
         Ok(Arc::new(OsaDeployer::from_config(config)?))
     });
+    gate_deploy::register_cleaner(registry, NAME);
 }

@@ -1,18 +1,26 @@
 //! The upgrade checks of the `osa` deployer over real SSH: probes from the primary see a
 //! TCP service on another fleet host stopped and restarted while the upgrade script is held
-//! (`UpgradeHold`), and record the outage to artifacts and JUnit. Needs root, sshd, git.
+//! (`UpgradeHold`), and record the outage to artifacts and JUnit; test servers made in a
+//! real Nova before the upgrade are pinged during it, verified after it and freed by
+//! cleanup, and one deleted behind gate's back fails the checks. Needs root, sshd, git and
+//! `scripts/openstack-env`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{deployer, osa_repo, steps};
-use gate_core::Stage;
+use common::{FleetStage, deployer, osa_repo, steps};
 use gate_core::junit::read_counts;
+use gate_core::local::LocalConnector;
+use gate_core::{
+    BackendConfig, CleanContext, CleanerLookup, Deployer, Registry, Stage, cleanup_ledger,
+};
 use gate_test_harness::deploy_repos::UpgradeHold;
-use gate_test_harness::{FleetHost, StaticServer};
+use gate_test_harness::openstack::{Credentials, FLAVOR_NAME, IMAGE_NAME};
+use gate_test_harness::{FleetHost, OpenStack, SshFleet, StaticServer};
 use serde_json::Value;
 
 /// A TCP service on a fleet host: a Python accept loop, stopped and started by the test.
@@ -194,4 +202,401 @@ async fn upgrade_probes_record_the_outage_of_a_tcp_service_stopped_mid_upgrade()
             .success(),
         "the probe loop still runs"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Test servers in a real cloud: Keystone, Nova (fake driver), Placement, Glance and the
+// Neutron stand-in of the harness. Servers that turn ACTIVE are joined to hosts of a fleet
+// of their own, whose loopback address becomes their `accessIPv4`: the only address the
+// probes are told to use (`address = "access_ipv4"`), so no traffic leaves loopback.
+
+/// The shared OpenStack services of this test process.
+fn cloud() -> &'static OpenStack {
+    OpenStack::shared().unwrap_or_else(|e| panic!("the OpenStack services did not start: {e}"))
+}
+
+/// A project of its own, its clouds.yaml, and a fleet its servers are joined to.
+struct TestCloud {
+    creds: Credentials,
+    dir: tempfile::TempDir,
+}
+
+impl TestCloud {
+    fn new(label: &str) -> Self {
+        let creds = cloud().project(label).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        creds
+            .write_clouds_yaml(&dir.path().join("clouds.yaml"), "deployed")
+            .unwrap();
+        Self { creds, dir }
+    }
+
+    /// The `[upgrade_checks.resources]` keys that reach this project.
+    fn resources_toml(&self, servers: u32, extra: &str) -> String {
+        format!(
+            r#"
+            [upgrade_checks.resources]
+            servers = {servers}
+            cloud = "deployed"
+            clouds_file = "{}"
+            flavor = "{FLAVOR_NAME}"
+            image = "{IMAGE_NAME}"
+            network = "none"
+            address = "access_ipv4"
+            poll_secs = 0.2
+            boot_timeout_secs = 180
+            delete_timeout_secs = 60
+            {extra}
+            [upgrade_checks.resources.api]
+            first_delay_secs = 0.2
+            max_delay_secs = 2
+            "#,
+            self.dir.path().join("clouds.yaml").display()
+        )
+    }
+
+    /// Every server of the project, as Nova shows it.
+    fn servers(&self) -> Vec<Value> {
+        let list = self
+            .creds
+            .session()
+            .unwrap()
+            .get("compute", "/servers/detail")
+            .unwrap();
+        list["servers"].as_array().unwrap().clone()
+    }
+
+    /// Deletes server `id` behind gate's back and waits for Nova's 404.
+    fn delete_behind_gates_back(&self, id: &str) {
+        let session = self.creds.session().unwrap();
+        let path = format!("/servers/{id}");
+        session.call_ok("DELETE", "compute", &path, None).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while session.call("GET", "compute", &path, None).unwrap().status != 404 {
+            assert!(Instant::now() < deadline, "server {id} was never deleted");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The `osa` deployer of `toml` and the cleaner of its section, from one registry, as the
+/// CLI builds them.
+fn osa_and_cleaner(osa: &common::Osa, toml: &str) -> (Arc<dyn Deployer>, CleanerLookup) {
+    let toml = format!(
+        "repo = \"{}\"\ntimeout_secs = 120\n{toml}",
+        osa.server.url("openstack-ansible.git")
+    );
+    let section = BackendConfig::from_toml("deployer", gate_deployers_osa::NAME, &toml).unwrap();
+    let mut registry = Registry::new();
+    gate_deployers_osa::register(&mut registry);
+    let deployer = registry.deployer(&section).unwrap();
+    let registry = Arc::new(registry);
+    let lookup: CleanerLookup = Arc::new(move |backend: &str| {
+        assert_eq!(
+            backend,
+            gate_deployers_osa::NAME,
+            "a ledger entry of another backend"
+        );
+        registry.cleaner(&section)
+    });
+    (deployer, lookup)
+}
+
+/// Runs the upgrade in the background; once the upgrade script is held, runs `during`
+/// and lets it go. Returns the upgrade's result (also when it ended before the hold).
+async fn upgrade_holding(
+    fs: &FleetStage,
+    d: &Arc<dyn Deployer>,
+    during: impl FnOnce(),
+) -> gate_core::Result<gate_core::StageOutcome> {
+    let hold = UpgradeHold::arm(fs.host(1)).unwrap();
+    let cx = fs.cx(Stage::Upgrade);
+    let upgrade = tokio::spawn({
+        let d = d.clone();
+        async move { d.upgrade(&cx).await }
+    });
+    let held = tokio::task::block_in_place(|| {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if hold.wait_started(Duration::from_millis(200)).is_ok() {
+                return true;
+            }
+            if upgrade.is_finished() {
+                return false;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the upgrade never reached its script"
+            );
+        }
+    });
+    if held {
+        tokio::task::block_in_place(during);
+        hold.release().unwrap();
+    }
+    upgrade.await.unwrap()
+}
+
+fn read_json(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Cleanup as the pipeline runs it; returns what it freed.
+async fn cleanup(fs: &FleetStage, lookup: &CleanerLookup) -> gate_core::CleanupReport {
+    let cx = CleanContext::new(Arc::new(LocalConnector));
+    cleanup_ledger(&fs.stage.cx.ledger, lookup, &cx)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_servers_are_made_before_the_upgrade_pinged_during_it_verified_after_it_and_freed_by_cleanup()
+ {
+    let tc = TestCloud::new("osa-upgrade");
+    let server_hosts = SshFleet::start(2).unwrap();
+    let join = cloud()
+        .join_servers_to(&server_hosts, Some(tc.creds.project_id()))
+        .unwrap();
+    let osa = osa_repo();
+    let fs = common::fleet_stage(&[&[]]).await;
+    let ssh_port = server_hosts.hosts()[0].port();
+    let (d, lookup) = osa_and_cleaner(
+        &osa,
+        &format!(
+            "version = \"27.2.0\"\nupgrade_to = \"27.10.0\"\n\
+             [upgrade_checks]\ninterval_ms = 200\ntimeout_secs = 1\n{}",
+            tc.resources_toml(2, &format!("tcp_ports = [{ssh_port}]"))
+        ),
+    );
+    d.prepare_deployment(&fs.cx(Stage::PrepareDeployment))
+        .await
+        .unwrap();
+    common::take_records(&fs, 1);
+    let run_id = fs.stage.cx.run_id.as_str().to_owned();
+    let names = [format!("{run_id}-upgrade-1"), format!("{run_id}-upgrade-2")];
+
+    let mut during_upgrade = Vec::new();
+    let outcome = upgrade_holding(&fs, &d, || {
+        // Made before the upgrade: in Nova, ACTIVE, tagged, joined to a loopback host …
+        during_upgrade = tc.servers();
+        // … and pinged and probed all through it: every probe answered since.
+        for index in 0..4 {
+            wait_probe(fs.host(1), index, "ok", 0);
+        }
+    })
+    .await;
+    outcome.unwrap_or_else(|e| panic!("the upgrade failed: {e}"));
+
+    assert_eq!(during_upgrade.len(), 2, "{during_upgrade:#?}");
+    let joined = join.joined();
+    let mut ids = Vec::new();
+    for server in &during_upgrade {
+        let name = server["name"].as_str().unwrap();
+        assert!(
+            names.contains(&name.to_owned()),
+            "{name} carries the run id"
+        );
+        assert_eq!(server["status"], "ACTIVE");
+        assert_eq!(server["metadata"]["gate_run_id"], run_id.as_str());
+        assert_eq!(server["metadata"]["gate_purpose"], "upgrade-check");
+        let id = server["id"].as_str().unwrap();
+        let host = joined.iter().find(|j| j.server_id == id).unwrap();
+        assert!(host.address.starts_with("127."), "{host:?}");
+        ids.push((name.to_owned(), id.to_owned(), host.address.clone()));
+    }
+    // In the ledger, under the deployer's name, with Nova's ids.
+    let live = fs.stage.cx.ledger.live().unwrap();
+    assert_eq!(live.len(), 2, "{live:#?}");
+    for (name, id, _) in &ids {
+        let entry = live.iter().find(|l| &l.spec.name == name).unwrap();
+        assert_eq!(entry.spec.backend, "osa");
+        assert_eq!(entry.spec.kind, "server");
+        assert_eq!(entry.id.as_deref(), Some(id.as_str()));
+    }
+    assert_eq!(
+        steps(&common::take_records(&fs, 1))[0],
+        "run-upgrade",
+        "the upgrade ran"
+    );
+
+    // The timeline has a ping and a TCP probe per server, at its joined loopback address only.
+    let dir = fs.stage.cx.artifacts_dir.join("upgrade-checks");
+    let timeline = read_json(&dir.join("timeline.json"));
+    let probes = timeline["probes"].as_array().unwrap();
+    assert_eq!(probes.len(), 4, "{timeline:#}");
+    for (name, _, address) in &ids {
+        for (kind, target) in [
+            ("ping", address.clone()),
+            ("tcp", format!("{address}:{ssh_port}")),
+        ] {
+            let probe = probes
+                .iter()
+                .find(|p| p["kind"] == kind && p["target"] == target.as_str())
+                .unwrap_or_else(|| panic!("no {kind} probe of {name} at {target}: {timeline:#}"));
+            assert!(probe["name"].as_str().unwrap().contains(name.as_str()));
+            assert!(probe["rounds"].as_u64().unwrap() >= 1, "{probe:#}");
+            assert!(probe["outages"].as_array().unwrap().is_empty(), "{probe:#}");
+        }
+    }
+    for probe in probes {
+        assert!(
+            probe["target"].as_str().unwrap().starts_with("127."),
+            "{probe:#}"
+        );
+    }
+    // Verified after it: a passing JUnit case per server, with Nova's view as evidence.
+    let resources = read_json(&dir.join("resources.json"));
+    let list = resources["resources"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{resources:#}");
+    for resource in list {
+        assert_eq!(resource["survived"], true, "{resource:#}");
+        let evidence = resource["evidence"].as_str().unwrap();
+        assert!(evidence.contains("\"ACTIVE\""), "{resource:#}");
+        // The fake driver's console, through Nova's real os-getConsoleOutput action.
+        assert!(evidence.contains("FAKE CONSOLE OUTPUT"), "{resource:#}");
+    }
+    let results = fs.stage.cx.results_dir().join("upgrade-checks.xml");
+    let counts = read_counts(&results).unwrap();
+    assert_eq!((counts.tests, counts.failures, counts.errors), (6, 0, 0));
+    let junit = std::fs::read_to_string(&results).unwrap();
+    for (name, _, _) in &ids {
+        assert!(
+            junit.contains(&format!("{name} survived the upgrade")),
+            "{junit}"
+        );
+    }
+
+    // The cleaner sees the truth in Nova: the run's two servers, by their tag.
+    let cleaner = lookup("osa").unwrap();
+    let clean_cx = CleanContext::new(Arc::new(LocalConnector));
+    let mut observed: Vec<String> = cleaner
+        .observe(&fs.stage.cx.run_id, &clean_cx)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    observed.sort();
+    assert_eq!(observed, names);
+
+    // Cleanup frees them: Nova lists nothing, the ledger has nothing live; again is fine.
+    let report = cleanup(&fs, &lookup).await;
+    assert_eq!(report.deleted, 2, "{report:?}");
+    assert!(tc.servers().is_empty(), "{:#?}", tc.servers());
+    assert!(fs.stage.cx.ledger.live().unwrap().is_empty());
+    cleanup(&fs, &lookup).await;
+    let observed = cleaner
+        .observe(&fs.stage.cx.run_id, &clean_cx)
+        .await
+        .unwrap();
+    assert!(observed.is_empty(), "{observed:?}");
+    assert!(join.errors().is_empty(), "{:?}", join.errors());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_server_deleted_behind_gates_back_mid_upgrade_fails_the_checks_naming_it() {
+    let tc = TestCloud::new("osa-gone");
+    let server_hosts = SshFleet::start(2).unwrap();
+    let join = cloud()
+        .join_servers_to(&server_hosts, Some(tc.creds.project_id()))
+        .unwrap();
+    let osa = osa_repo();
+    let fs = common::fleet_stage(&[&[]]).await;
+    let (d, lookup) = osa_and_cleaner(
+        &osa,
+        &format!(
+            "version = \"27.2.0\"\nupgrade_to = \"27.10.0\"\n\
+             [upgrade_checks]\ninterval_ms = 200\ntimeout_secs = 1\n{}",
+            tc.resources_toml(2, "")
+        ),
+    );
+    d.prepare_deployment(&fs.cx(Stage::PrepareDeployment))
+        .await
+        .unwrap();
+    common::take_records(&fs, 1);
+    let run_id = fs.stage.cx.run_id.as_str().to_owned();
+    let victim = format!("{run_id}-upgrade-1");
+    let survivor = format!("{run_id}-upgrade-2");
+
+    let err = upgrade_holding(&fs, &d, || {
+        let servers = tc.servers();
+        let id = servers
+            .iter()
+            .find(|s| s["name"] == victim.as_str())
+            .and_then(|s| s["id"].as_str())
+            .unwrap_or_else(|| panic!("no {victim}: {servers:#?}"));
+        wait_probe(fs.host(1), 0, "ok", 0);
+        tc.delete_behind_gates_back(id);
+    })
+    .await
+    .unwrap_err()
+    .to_string();
+    // The upgrade went through; the verification after it found the server gone.
+    assert!(err.contains("checks failed"), "{err}");
+    assert!(err.contains(&format!("server {victim}: gone")), "{err}");
+    assert!(!err.contains(&survivor), "{err}");
+    assert_eq!(
+        steps(&common::take_records(&fs, 1))[0],
+        "run-upgrade",
+        "the upgrade ran"
+    );
+
+    let dir = fs.stage.cx.artifacts_dir.join("upgrade-checks");
+    let resources = read_json(&dir.join("resources.json"));
+    let list = resources["resources"].as_array().unwrap();
+    let gone = list.iter().find(|r| r["name"] == victim.as_str()).unwrap();
+    assert_eq!(gone["survived"], false, "{resources:#}");
+    assert!(
+        gone["problem"].as_str().unwrap().contains("404"),
+        "{gone:#}"
+    );
+    let kept = list
+        .iter()
+        .find(|r| r["name"] == survivor.as_str())
+        .unwrap();
+    assert_eq!(kept["survived"], true, "{resources:#}");
+    let counts = read_counts(&fs.stage.cx.results_dir().join("upgrade-checks.xml")).unwrap();
+    // Two pings (loopback answers for the deleted one too) and two servers, one failed.
+    assert_eq!((counts.tests, counts.failures, counts.errors), (4, 1, 0));
+
+    // Cleanup: the gone one counts as deleted, the other is deleted; Nova is empty.
+    let report = cleanup(&fs, &lookup).await;
+    assert_eq!(report.deleted, 2, "{report:?}");
+    assert!(tc.servers().is_empty(), "{:#?}", tc.servers());
+    assert!(join.errors().is_empty(), "{:?}", join.errors());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_networks_on_a_read_only_neutron_fail_naming_the_key_and_leave_nothing() {
+    let tc = TestCloud::new("osa-net");
+    let osa = osa_repo();
+    let fs = common::fleet_stage(&[&[]]).await;
+    let (d, lookup) = osa_and_cleaner(
+        &osa,
+        &format!(
+            "version = \"27.2.0\"\nupgrade_to = \"27.10.0\"\n{}",
+            tc.resources_toml(0, "networks = 1")
+        ),
+    );
+    d.prepare_deployment(&fs.cx(Stage::PrepareDeployment))
+        .await
+        .unwrap();
+    common::take_records(&fs, 1);
+    let err = d
+        .upgrade(&fs.cx(Stage::Upgrade))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("upgrade_checks.resources.networks"), "{err}");
+    assert!(err.contains("501"), "{err}");
+    assert!(
+        common::take_records(&fs, 1).is_empty(),
+        "the upgrade must not start without its test resources"
+    );
+    // The intent is in the ledger; cleanup finds nothing by name and run id, and is done.
+    assert_eq!(fs.stage.cx.ledger.live().unwrap().len(), 1);
+    cleanup(&fs, &lookup).await;
+    assert!(fs.stage.cx.ledger.live().unwrap().is_empty());
+    assert!(tc.servers().is_empty());
 }

@@ -3,11 +3,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gate_core::steps::check_env_name;
 use gate_core::{BackendConfig, Command, Deployer, EnvValue, Result, StageContext, StageOutcome};
-use gate_deploy::{
-    Checkout, HostSteps, UpgradeChecks, Version, ansible_env, parse_url, parse_version,
-};
+use gate_deploy::{HostSteps, Repository, RepositoryKeys, UpgradeChecks, ansible_env};
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::config::RpcoConfig;
@@ -19,8 +16,7 @@ pub const GATING_VARIABLES: &str = "user_zzz_gating_variables.yml";
 #[derive(Debug, Clone)]
 pub struct RpcoDeployer {
     config: RpcoConfig,
-    version: Version,
-    upgrade_to: Option<Version>,
+    repo: Repository,
     checks: UpgradeChecks,
 }
 
@@ -42,47 +38,35 @@ impl RpcoDeployer {
     /// A deployer from its config section, every value checked.
     pub fn from_config(section: &BackendConfig) -> Result<Self> {
         let config: RpcoConfig = section.parse()?;
-        let version = parse_version(section, "version", &config.version)?;
-        let upgrade_to = config
-            .upgrade_to
-            .as_deref()
-            .map(|v| parse_version(section, "upgrade_to", v))
-            .transpose()?;
-        parse_url(section, "repo", &config.repo)?;
-        for (key, path) in [("path", &config.path), ("config_dir", &config.config_dir)] {
-            if !path.starts_with('/') || path.chars().any(char::is_control) {
-                return Err(section.error(key, format!("`{path}` is not an absolute path")));
-            }
-        }
+        let repo = Repository::from_keys(
+            section,
+            RepositoryKeys {
+                repo: &config.repo,
+                version: &config.version,
+                upgrade_to: config.upgrade_to.as_deref(),
+                path: &config.path,
+                config_dir: &config.config_dir,
+                env: &config.env,
+                timeout_secs: config.timeout_secs,
+            },
+        )?;
         check_relative(section, "upgrade_script", &config.upgrade_script)?;
         match config.post_upgrade.first() {
             Some(program) => check_relative(section, "post_upgrade[0]", program)?,
             None => return Err(section.error("post_upgrade", "is empty")),
         }
-        for name in config.env.keys() {
-            check_env_name(section, "env", name)?;
-        }
-        let checks =
-            UpgradeChecks::from_config(section, "upgrade_checks", &config.upgrade_checks, None)?;
+        // Test servers in the deployed cloud are recorded under this deployer's name, so its
+        // cleaner (registered with it) deletes them.
+        let checks = UpgradeChecks::for_deployer(section, &config.upgrade_checks, crate::NAME)?;
         Ok(Self {
             config,
-            version,
-            upgrade_to,
+            repo,
             checks,
         })
     }
 
     fn timeout(&self) -> Duration {
-        Duration::from_secs(self.config.timeout_secs)
-    }
-
-    fn checkout(&self, version: &Version) -> Checkout {
-        Checkout {
-            dest: self.config.path.clone(),
-            url: self.config.repo.clone(),
-            version: version.clone(),
-            timeout: self.timeout(),
-        }
+        self.repo.timeout()
     }
 
     /// `argv[0]` (relative to the checkout) with its arguments, run from the checkout with
@@ -141,7 +125,8 @@ pub fn gating_yaml(config: &RpcoConfig) -> String {
 impl Deployer for RpcoDeployer {
     async fn prepare_deployment(&self, cx: &StageContext) -> Result<StageOutcome> {
         let host = HostSteps::primary(cx)?;
-        self.checkout(&self.version)
+        self.repo
+            .checkout(&self.repo.version)
             .run(&host, "check out rpc-openstack")
             .await?;
         let bootstrap = self
@@ -175,7 +160,7 @@ impl Deployer for RpcoDeployer {
     }
 
     async fn upgrade(&self, cx: &StageContext) -> Result<StageOutcome> {
-        let Some(target) = &self.upgrade_to else {
+        let Some(target) = &self.repo.upgrade_to else {
             return Ok(StageOutcome::Skipped(
                 "no `upgrade_to` is configured".into(),
             ));
@@ -183,7 +168,8 @@ impl Deployer for RpcoDeployer {
         let host = HostSteps::primary(cx)?;
         self.checks
             .around(cx, self.timeout() * 4, async {
-                self.checkout(target)
+                self.repo
+                    .checkout(target)
                     .run(&host, "check out the upgrade target")
                     .await?;
                 let upgrade = self
@@ -214,6 +200,21 @@ mod tests {
 
     fn deployer(toml: &str) -> Result<RpcoDeployer> {
         RpcoDeployer::from_config(&BackendConfig::from_toml("deployer", crate::NAME, toml)?)
+    }
+
+    #[test]
+    fn cloud_test_servers_build_and_their_cleaner_is_registered() {
+        deployer(
+            "[upgrade_checks.resources]\nservers = 1\nflavor = \"m1.tiny\"\nimage = \"cirros\"\n",
+        )
+        .unwrap();
+        let err = deployer("[upgrade_checks.resources]\nservers = 1\nflavor = \"m1.tiny\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("upgrade_checks.resources.image"), "{err}");
+        let mut registry = gate_core::Registry::new();
+        crate::register(&mut registry);
+        assert!(registry.has_cleaner(crate::NAME));
     }
 
     #[test]

@@ -33,9 +33,11 @@ use gate_core::Registry;
 /// The registry name of the deployer.
 pub const NAME: &str = "rpco";
 
-/// Registers the `rpco` deployer.
+/// Registers the `rpco` deployer, and the cleaner of the test servers its upgrade
+/// checks make in the deployed cloud.
 pub fn register(registry: &mut Registry) {
     registry.add_deployer(NAME, |config| {
         Ok(Arc::new(RpcoDeployer::from_config(config)?))
     });
+    gate_deploy::register_cleaner(registry, NAME);
 }

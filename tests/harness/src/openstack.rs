@@ -1,7 +1,8 @@
 //! Real OpenStack services on 127.0.0.1 for tests: Keystone, Nova (fake virt driver),
 //! Placement, Glance and Heat from the pinned virtualenv (`scripts/openstack-env`), on
-//! sqlite, with RabbitMQ from Debian, plus the one stand-in, a read-only Neutron API.
+//! sqlite, with RabbitMQ from Debian, plus the one stand-in, a small Neutron API (reads, ports and floating IPs).
 
+mod cinder;
 mod config;
 mod ironic;
 mod join;
@@ -20,8 +21,9 @@ use std::time::Duration;
 
 use crate::error::{HarnessError, Result};
 
+pub use cinder::Cinder;
 pub use ironic::{Ironic, IronicJoin, JoinedNode};
-pub use join::{JoinGuard, Joined};
+pub use join::{FloatingNetwork, JoinGuard, Joined};
 pub use project::Credentials;
 pub use proxy::{FaultProxy, Faults, Hold, Rewrite, Seen};
 pub use rest::{ApiSession, HttpResponse};
@@ -42,8 +44,9 @@ pub const REGION: &str = "RegionOne";
 ///   800 GB RAM: tens of servers fit), cell0 and cell1, hosts discovered; the public
 ///   flavor [`FLAVOR_NAME`]; default quotas 50 instances, 100 cores, 200 GiB RAM,
 /// - Heat: API and one engine worker, roles `heat_stack_owner` and `heat_stack_user`,
-/// - the one stand-in: a read-only Neutron API (version document, empty collections,
-///   quotas), so servers boot with `networks: "none"` (compute microversion ≥ 2.37).
+/// - the one stand-in: a small Neutron API (version document, empty collections, quotas;
+///   a port per server, external networks and floating IPs), so servers boot with
+///   `networks: "none"` (compute microversion ≥ 2.37).
 ///
 /// Each service runs in a process group of its own, logs under [`log_dir`](Self::log_dir);
 /// everything is stopped and removed on drop, and by a watchdog process when the test
@@ -73,6 +76,8 @@ pub struct OpenStack {
     flavor_id: String,
     started_in: Duration,
     projects: AtomicUsize,
+    /// Cinder, once [`cinder`](Self::cinder) started it (or failed to).
+    cinder: OnceLock<std::result::Result<Cinder, String>>,
 }
 
 impl OpenStack {
@@ -211,6 +216,45 @@ impl OpenStack {
         project: Option<&str>,
     ) -> Result<JoinGuard<'fleet>> {
         join::start(&self.admin, fleet, project)
+    }
+
+    /// Plays cloud-init and the L3 agent for floating IPs of the servers of `project` (a
+    /// project id; `None`: every project). It makes an external network in the Neutron
+    /// stand-in (named `gate-test-<label>-<pid>-<n>`, see
+    /// [`JoinGuard::floating_network`]) whose floating addresses are the fleet's host
+    /// addresses; when a floating IP of that network is associated with the port of an
+    /// ACTIVE server, the SSH keys of the server's user data go to the fleet host with
+    /// that address, then the floating IP turns `ACTIVE` — so a provider that connects to
+    /// the floating address reaches that host. The server's `accessIPv4` stays unset. A
+    /// host whose floating IP is deleted or disassociated (or whose server is gone) gets
+    /// its keys back. Stops on drop of the guard, which also removes the network.
+    pub fn join_floating_ips_to<'fleet>(
+        &self,
+        fleet: &'fleet crate::SshFleet,
+        project: Option<&str>,
+        label: &str,
+    ) -> Result<JoinGuard<'fleet>> {
+        let n = self.projects.fetch_add(1, Ordering::SeqCst) + 1;
+        let name = format!("gate-test-{label}-{}-{n}", std::process::id());
+        join::start_floating(&self.admin, fleet, project, &name)
+    }
+
+    /// A real Cinder for this set, started by the first caller (10–40 s) and stopped with
+    /// the set: cinder-api, cinder-scheduler and cinder-volume with Cinder's fake volume
+    /// driver, from `target/cinder-venv` (`scripts/cinder-env`), on sqlite and this set's
+    /// RabbitMQ, in its catalog as `block-storage` and `volumev3` — so only tokens issued
+    /// after this call see it. Not part of [`start`](Self::start): a set without it has
+    /// no block-storage service. A failed start is reported to every caller.
+    pub fn cinder(&self) -> Result<&Cinder> {
+        self.cinder
+            .get_or_init(|| {
+                Cinder::start(&self.layout, &self.admin).map_err(|error| error.to_string())
+            })
+            .as_ref()
+            .map_err(|detail| HarnessError::Command {
+                command: "starting Cinder".into(),
+                detail: detail.clone(),
+            })
     }
 
     /// The directory of the services' logs (`<service>.log`); removed on drop.

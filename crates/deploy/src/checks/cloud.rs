@@ -1,9 +1,9 @@
 //! The hook for test resources in the deployed cloud: created before the upgrade through
 //! the cloud's own API, probed during it, verified after it.
 //!
-//! gate has no implementation yet: it needs the OpenStack services of the test harness
-//! and the OpenStack plumbing crate. Until one is plugged in with
-//! [`crate::UpgradeChecks::with_cloud`], a config asking for test resources is refused.
+//! [`crate::OpenStackResources`] is gate's implementation (OpenStack servers and networks);
+//! a deployer plugs one in through [`crate::UpgradeChecks::from_config`]. Without one, a
+//! config asking for test resources is refused.
 
 use std::fmt;
 

@@ -84,11 +84,23 @@ pub struct ProbeConfig {
     pub max_outage_secs: Option<f64>,
 }
 
-/// Counts of test resources to create in the deployed cloud through its API.
+/// Test resources created in the deployed cloud through its API before the upgrade,
+/// probed during it and verified after it. The OpenStack implementation
+/// ([`crate::OpenStackResources`]) logs in with `cloud` (a `clouds.yaml` entry) or the
+/// `OS_*` environment; every resource carries the run id in its name and metadata and is in
+/// the ledger under the deployer's name, so `cleanup` deletes it.
 ///
-/// Creating them needs the OpenStack services backend; until a [`crate::CloudResources`]
-/// implementation is plugged in, asking for any is a config error.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// ```toml
+/// [deployer.upgrade_checks.resources]
+/// servers = 2
+/// cloud = "deployed"                # clouds.yaml entry; default $OS_CLOUD, else OS_*
+/// clouds_file = "/etc/openstack_deploy/clouds.yaml"
+/// flavor = "m1.tiny"                # name or id
+/// image = "cirros"                  # name or id
+/// network = "private"               # name or id; default "auto"
+/// tcp_ports = [22]
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourcesConfig {
     /// Test servers. Default: 0.
@@ -106,6 +118,47 @@ pub struct ResourcesConfig {
     /// TCP ports to probe on every test server during the upgrade. Default: none.
     #[serde(default)]
     pub tcp_ports: Vec<u16>,
+    /// The `clouds.yaml` entry of the deployed cloud (searched in `$OS_CLIENT_CONFIG_FILE`,
+    /// `./clouds.yaml`, `~/.config/openstack/clouds.yaml`, `/etc/openstack/clouds.yaml`).
+    /// Default: `$OS_CLOUD`; without either, the `OS_*` environment variables.
+    #[serde(default)]
+    pub cloud: Option<String>,
+    /// A `clouds.yaml` to read instead of searching for one (needs `cloud`).
+    #[serde(default)]
+    pub clouds_file: Option<std::path::PathBuf>,
+    /// The region. Default: the credentials' own (`region_name`, `OS_REGION_NAME`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The flavor of the test servers (name or id). Required with `servers`.
+    #[serde(default)]
+    pub flavor: Option<String>,
+    /// The image of the test servers (name or id). Required with `servers`.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The network the test servers boot on (name or id), or `auto` (the project's own,
+    /// allocated when it has none) or `none`. Default: `auto`.
+    #[serde(default)]
+    pub network: Option<String>,
+    /// Which address of each test server is pinged and probed: `access_ipv4` (only the
+    /// server's `accessIPv4`) or a network name (only its addresses on that network).
+    /// Default: `accessIPv4` when set, else a floating IPv4, else the first fixed IPv4 (of
+    /// `network` when it names one).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// How long a test server may take to become ACTIVE and get its address, in seconds.
+    /// Default: 600.
+    #[serde(default = "boot_timeout")]
+    pub boot_timeout_secs: f64,
+    /// How often a test resource is polled while waiting, in seconds. Default: 2.
+    #[serde(default = "poll")]
+    pub poll_secs: f64,
+    /// How long a delete may take at cleanup, in seconds. Default: 300.
+    #[serde(default = "delete_timeout")]
+    pub delete_timeout_secs: f64,
+    /// Retries of API calls (`tries`, `first_delay_secs`, `max_delay_secs`,
+    /// `request_timeout_secs`). Default: 10 tries, waits from 1 s doubling up to 30 s.
+    #[serde(default)]
+    pub api: gate_openstack::RetryConfig,
 }
 
 impl Default for ResourcesConfig {
@@ -116,6 +169,17 @@ impl Default for ResourcesConfig {
             networks: 0,
             ping_servers: true,
             tcp_ports: Vec::new(),
+            cloud: None,
+            clouds_file: None,
+            region: None,
+            flavor: None,
+            image: None,
+            network: None,
+            address: None,
+            boot_timeout_secs: boot_timeout(),
+            poll_secs: poll(),
+            delete_timeout_secs: delete_timeout(),
+            api: gate_openstack::RetryConfig::default(),
         }
     }
 }
@@ -124,10 +188,36 @@ fn yes() -> bool {
     true
 }
 
+fn boot_timeout() -> f64 {
+    600.0
+}
+
+fn poll() -> f64 {
+    2.0
+}
+
+fn delete_timeout() -> f64 {
+    300.0
+}
+
 impl ResourcesConfig {
     /// Whether any resource is asked for.
     pub fn any(&self) -> bool {
         self.servers + self.volumes + self.networks > 0
+    }
+
+    /// The cloud part: which credentials, and how API calls are retried.
+    pub fn cloud_config(&self) -> gate_openstack::CloudConfig {
+        gate_openstack::CloudConfig {
+            cloud: self.cloud.clone(),
+            clouds_file: self.clouds_file.clone(),
+            api: self.api.clone(),
+        }
+    }
+
+    /// Whether the servers' addresses are needed (pinged or probed).
+    pub fn probes_servers(&self) -> bool {
+        self.ping_servers || !self.tcp_ports.is_empty()
     }
 }
 

@@ -1,10 +1,13 @@
 //! The deployer-agnostic upgrade checks: continuous probes from the primary while the
 //! upgrade runs, every outage window recorded to `artifacts/upgrade-checks/` and to the
-//! JUnit suite `artifacts/results/upgrade-checks.xml`; and the hook for test resources in
-//! the deployed cloud ([`CloudResources`]).
+//! JUnit suite `artifacts/results/upgrade-checks.xml`; and test resources in the deployed
+//! cloud ([`CloudResources`], made in OpenStack by [`openstack::OpenStackResources`]):
+//! created before the upgrade, pinged and probed during it, verified after it (a JUnit case
+//! each, `artifacts/upgrade-checks/resources.json`).
 
 pub mod cloud;
 pub mod config;
+pub mod openstack;
 pub mod probe;
 pub mod timeline;
 
@@ -35,6 +38,18 @@ pub struct UpgradeChecks {
 }
 
 impl UpgradeChecks {
+    /// The checks of a deployer `backend` whose `upgrade_checks` table is `config`: with the
+    /// OpenStack test resources it asks for, recorded in the ledger under `backend` (whose
+    /// cleaner [`crate::register_cleaner`] registers).
+    pub fn for_deployer(
+        section: &BackendConfig,
+        config: &UpgradeChecksConfig,
+        backend: &str,
+    ) -> Result<Self> {
+        let cloud = crate::openstack_resources(section, "upgrade_checks", config, backend)?;
+        Self::from_config(section, "upgrade_checks", config, cloud)
+    }
+
     /// The checks `config` (the table under `key` of `section`) asks for. Test resources
     /// need `cloud`; asking for them without one is a config error.
     pub fn from_config(
@@ -47,9 +62,8 @@ impl UpgradeChecks {
         if config.resources.any() && cloud.is_none() {
             return Err(section.error(
                 format!("{key}.resources"),
-                "test servers, volumes and networks in the deployed cloud need the OpenStack \
-                 services backend, which this build of gate does not have yet; set the counts \
-                 to 0 and use probes",
+                "this deployer cannot make test servers, volumes or networks in the deployed \
+                 cloud (the `osa` and `rpco` deployers can); set the counts to 0 and use probes",
             ));
         }
         Ok(Self {
@@ -128,6 +142,9 @@ impl UpgradeChecks {
             (Some(cloud), false) => cloud.verify(cx, &made).await?,
             _ => Vec::new(),
         };
+        if !made.is_empty() {
+            write_resources(&dir, &checks, &made)?;
+        }
         let mut extra = resource_cases(&checks);
         for problem in &problems {
             extra.push(CaseResult {
@@ -207,6 +224,33 @@ impl UpgradeChecks {
         }
         probes
     }
+}
+
+/// `resources.json` in `dir`: every test resource made, and how it came through.
+fn write_resources(
+    dir: &std::path::Path,
+    checks: &[ResourceCheck],
+    made: &[TestResource],
+) -> Result<()> {
+    let list: Vec<serde_json::Value> = made
+        .iter()
+        .map(|r| {
+            let check = checks.iter().find(|c| c.resource == *r);
+            serde_json::json!({
+                "kind": r.kind,
+                "name": r.name,
+                "id": r.id,
+                "addresses": r.addresses,
+                "survived": check.is_some_and(|c| c.problem.is_none()),
+                "problem": check.and_then(|c| c.problem.clone()),
+                "evidence": check.map(|c| c.output.clone()),
+            })
+        })
+        .collect();
+    let path = dir.join("resources.json");
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "resources": list }))
+        .map_err(|e| Error::backend("upgrade-checks", format!("resources.json: {e}")))?;
+    std::fs::write(&path, text).map_err(|e| Error::io("writing", &path, e))
 }
 
 /// A JUnit case per verified test resource.

@@ -16,6 +16,19 @@ use super::rest::ApiSession;
 use crate::SshFleet;
 use crate::error::{HarnessError, Result, io};
 
+/// The external network of a floating-IP join
+/// ([`OpenStack::join_floating_ips_to`](super::OpenStack::join_floating_ips_to)): its
+/// floating addresses are the fleet's host addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloatingNetwork {
+    /// The network's id.
+    pub id: String,
+    /// The network's name (`gate-test-<label>-<pid>-<n>`).
+    pub name: String,
+    /// Its floating addresses, one per fleet host.
+    pub addresses: Vec<String>,
+}
+
 /// A server that was given a fleet host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
@@ -25,7 +38,8 @@ pub struct Joined {
     pub server_name: String,
     /// The fleet host's name (`fleet-1`, …).
     pub host: String,
-    /// The fleet host's address, now the server's `accessIPv4`.
+    /// The fleet host's address: the server's `accessIPv4`, or in a floating-IP join the
+    /// floating address associated with its port.
     pub address: String,
     /// The public keys installed from the user data.
     pub keys: Vec<String>,
@@ -38,6 +52,17 @@ pub struct JoinGuard<'fleet> {
     state: Arc<State>,
     thread: Option<JoinHandle<()>>,
     fleet: PhantomData<&'fleet SshFleet>,
+    floating: Option<(FloatingNetwork, Credentials)>,
+}
+
+/// What a join watches for.
+#[derive(Debug, Clone)]
+enum Mode {
+    /// An ACTIVE server gets a free host, whose address becomes its `accessIPv4`.
+    AccessIp,
+    /// A floating IP of this network associated with an ACTIVE server's port gets the host
+    /// with that address.
+    Floating(String),
 }
 
 #[derive(Debug)]
@@ -55,9 +80,16 @@ struct Slot {
     authorized_keys: PathBuf,
     original: String,
     server: Option<String>,
+    /// The floating IP that brought the server here (floating-IP join).
+    floating: Option<String>,
 }
 
 impl JoinGuard<'_> {
+    /// The external network of a floating-IP join (`None` for an `accessIPv4` join).
+    pub fn floating_network(&self) -> Option<&FloatingNetwork> {
+        self.floating.as_ref().map(|(network, _)| network)
+    }
+
     /// The servers joined so far (deleted ones too), oldest first.
     pub fn joined(&self) -> Vec<Joined> {
         self.state
@@ -101,6 +133,12 @@ impl Drop for JoinGuard<'_> {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        if let Some((network, admin)) = &self.floating
+            && let Ok(session) = admin.session()
+        {
+            let path = format!("/_harness/external-networks/{}", network.id);
+            let _ = session.call("DELETE", "network", &path, None);
+        }
     }
 }
 
@@ -108,6 +146,48 @@ pub(crate) fn start<'fleet>(
     admin: &Credentials,
     fleet: &'fleet SshFleet,
     project: Option<&str>,
+) -> Result<JoinGuard<'fleet>> {
+    spawn(admin, fleet, project, Mode::AccessIp, None)
+}
+
+/// A floating-IP join: makes the external network `name` with the fleet's addresses.
+pub(crate) fn start_floating<'fleet>(
+    admin: &Credentials,
+    fleet: &'fleet SshFleet,
+    project: Option<&str>,
+    name: &str,
+) -> Result<JoinGuard<'fleet>> {
+    let addresses: Vec<String> = fleet.hosts().iter().map(|h| h.address()).collect();
+    let session = admin.session()?;
+    let made = session.call_ok(
+        "POST",
+        "network",
+        "/_harness/external-networks",
+        Some(&json!({"name": name, "addresses": addresses})),
+    )?;
+    let network = FloatingNetwork {
+        id: made["network"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        name: name.to_owned(),
+        addresses,
+    };
+    spawn(
+        admin,
+        fleet,
+        project,
+        Mode::Floating(network.id.clone()),
+        Some((network, admin.clone())),
+    )
+}
+
+fn spawn<'fleet>(
+    admin: &Credentials,
+    fleet: &'fleet SshFleet,
+    project: Option<&str>,
+    mode: Mode,
+    floating: Option<(FloatingNetwork, Credentials)>,
 ) -> Result<JoinGuard<'fleet>> {
     let mut slots = Vec::new();
     for host in fleet.hosts() {
@@ -120,6 +200,7 @@ pub(crate) fn start<'fleet>(
             authorized_keys,
             original,
             server: None,
+            floating: None,
         });
     }
     let state = Arc::new(State {
@@ -133,13 +214,14 @@ pub(crate) fn start<'fleet>(
         let filter = project.map(str::to_owned);
         std::thread::Builder::new()
             .name("openstack-join".into())
-            .spawn(move || watch(&state, &admin, session, filter.as_deref(), slots))
+            .spawn(move || watch(&state, &admin, session, filter.as_deref(), &mode, slots))
             .map_err(io("starting the join thread"))?
     };
     Ok(JoinGuard {
         state,
         thread: Some(thread),
         fleet: PhantomData,
+        floating,
     })
 }
 
@@ -149,6 +231,7 @@ fn watch(
     admin: &Credentials,
     mut session: ApiSession,
     project: Option<&str>,
+    mode: &Mode,
     mut slots: Vec<Slot>,
 ) {
     let path = match project {
@@ -186,7 +269,33 @@ fn watch(
                 Value::Null
             }
         };
-        if let Some(servers) = servers["servers"].as_array() {
+        if let (Some(servers), Mode::Floating(network)) = (servers["servers"].as_array(), mode) {
+            let path = format!("/v2.0/floatingips?floating_network_id={network}");
+            match session.call_ok("GET", "network", &path, None) {
+                Ok(answer) => {
+                    let fips = answer["floatingips"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    release_unfloated(&mut slots, servers, &fips);
+                    for fip in &fips {
+                        match join_floating(&session, servers, fip, &mut slots) {
+                            Ok(Some(joined)) => {
+                                if let Ok(mut all) = state.joined.lock() {
+                                    all.push(joined);
+                                }
+                            }
+                            Ok(None) => {}
+                            Err(error) => record(format!(
+                                "floating IP {}: {error}",
+                                fip["id"].as_str().unwrap_or_default()
+                            )),
+                        }
+                    }
+                }
+                Err(error) => record(error.to_string()),
+            }
+        } else if let Some(servers) = servers["servers"].as_array() {
             release_gone(&mut slots, servers);
             for server in servers {
                 let id = server["id"].as_str().unwrap_or_default();
@@ -230,16 +339,88 @@ fn release_gone(slots: &mut [Slot], servers: &[Value]) {
     }
 }
 
-/// Installs the user data's keys on a free host and sets the server's `accessIPv4`.
-fn join_one(session: &ApiSession, server: &Value, slots: &mut [Slot]) -> Result<Joined> {
-    let id = server["id"].as_str().unwrap_or_default();
+/// Gives the hosts whose floating IP is gone, disassociated or moved (or whose server is
+/// gone) their own keys back.
+fn release_unfloated(slots: &mut [Slot], servers: &[Value], fips: &[Value]) {
+    for slot in slots.iter_mut() {
+        let (Some(server), Some(floating)) = (slot.server.clone(), slot.floating.clone()) else {
+            continue;
+        };
+        let server_alive = servers
+            .iter()
+            .any(|s| s["id"] == server.as_str() && s["status"] != "DELETED");
+        let still_floated = fips.iter().any(|f| {
+            f["id"] == floating.as_str()
+                && !f["port_id"].is_null()
+                && f["floating_ip_address"] == slot.address.as_str()
+        });
+        if !server_alive || !still_floated {
+            let _ = std::fs::write(&slot.authorized_keys, &slot.original);
+            slot.server = None;
+            slot.floating = None;
+        }
+    }
+}
+
+/// For a floating IP just associated with an ACTIVE server's port (still `DOWN`): the
+/// server's keys go to the host with the floating address, then the floating IP turns
+/// `ACTIVE`. `None` when there is nothing to do (yet).
+fn join_floating(
+    session: &ApiSession,
+    servers: &[Value],
+    fip: &Value,
+    slots: &mut [Slot],
+) -> Result<Option<Joined>> {
+    let (Some(fip_id), Some(port_id), Some(address)) = (
+        fip["id"].as_str(),
+        fip["port_id"].as_str(),
+        fip["floating_ip_address"].as_str(),
+    ) else {
+        return Ok(None);
+    };
+    if fip["status"] != "DOWN" {
+        return Ok(None);
+    }
+    let port = session.call_ok("GET", "network", &format!("/v2.0/ports/{port_id}"), None)?;
+    let device = port["port"]["device_id"].as_str().unwrap_or_default();
+    let Some(server) = servers
+        .iter()
+        .find(|s| s["id"] == device && s["status"] == "ACTIVE")
+    else {
+        return Ok(None);
+    };
     let slot = slots
         .iter_mut()
-        .find(|slot| slot.server.is_none())
+        .find(|slot| slot.address == address)
         .ok_or_else(|| HarnessError::Command {
-            command: "joining a server to the fleet".into(),
-            detail: "no free fleet host".into(),
+            command: "joining a floating IP to the fleet".into(),
+            detail: format!("no fleet host has the address {address}"),
         })?;
+    if slot.server.as_deref().is_some_and(|s| s != device) {
+        let _ = std::fs::write(&slot.authorized_keys, &slot.original);
+    }
+    let keys = install_keys(server, slot)?;
+    slot.server = Some(device.to_owned());
+    slot.floating = Some(fip_id.to_owned());
+    let status = json!({"status": "ACTIVE"});
+    let path = format!("/_harness/floatingips/{fip_id}/status");
+    if let Err(error) = session.call_ok("POST", "network", &path, Some(&status)) {
+        let _ = std::fs::write(&slot.authorized_keys, &slot.original);
+        slot.server = None;
+        slot.floating = None;
+        return Err(error);
+    }
+    Ok(Some(Joined {
+        server_id: device.to_owned(),
+        server_name: server["name"].as_str().unwrap_or_default().to_owned(),
+        host: slot.name.clone(),
+        address: slot.address.clone(),
+        keys,
+    }))
+}
+
+/// Appends the keys of `server`'s user data to the host's root `authorized_keys`.
+fn install_keys(server: &Value, slot: &Slot) -> Result<Vec<String>> {
     let user_data = server["OS-EXT-SRV-ATTR:user_data"]
         .as_str()
         .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
@@ -256,6 +437,20 @@ fn join_one(session: &ApiSession, server: &Value, slots: &mut [Slot]) -> Result<
     }
     std::fs::write(&slot.authorized_keys, text)
         .map_err(io(format!("writing {}", slot.authorized_keys.display())))?;
+    Ok(keys)
+}
+
+/// Installs the user data's keys on a free host and sets the server's `accessIPv4`.
+fn join_one(session: &ApiSession, server: &Value, slots: &mut [Slot]) -> Result<Joined> {
+    let id = server["id"].as_str().unwrap_or_default();
+    let slot = slots
+        .iter_mut()
+        .find(|slot| slot.server.is_none())
+        .ok_or_else(|| HarnessError::Command {
+            command: "joining a server to the fleet".into(),
+            detail: "no free fleet host".into(),
+        })?;
+    let keys = install_keys(server, slot)?;
     slot.server = Some(id.to_owned());
     let address = json!({"server": {"accessIPv4": slot.address}});
     if let Err(error) = session.call_ok("PUT", "compute", &format!("/servers/{id}"), Some(&address))

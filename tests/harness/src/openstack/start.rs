@@ -63,6 +63,7 @@ pub(crate) fn start() -> Result<OpenStack> {
             flavor_id,
             started_in: started.elapsed(),
             projects: AtomicUsize::new(0),
+            cinder: std::sync::OnceLock::new(),
         }),
         Err(error) => {
             supervisor.stop(Duration::from_secs(5));
@@ -120,15 +121,18 @@ fn bring_up(
     let mut rabbit = Command::new(RABBITMQ_SERVER);
     rabbit.envs(layout.rabbit_env());
     supervisor.spawn("rabbitmq", &mut rabbit)?;
+    // The stand-in learns a caller's project from Keystone (each token validated with
+    // itself), so projects see only their own ports and floating IPs.
     supervisor.spawn(
         "neutron-standin",
-        &mut gunicorn(
+        gunicorn(
             layout,
             ports.neutron,
             "neutron_standin",
             "neutron-standin",
             &[],
-        ),
+        )
+        .env("GATE_STANDIN_KEYSTONE", layout.auth_url()),
     )?;
 
     // Databases: Keystone's chain here, the others' on a second thread (two cores).
