@@ -260,6 +260,9 @@ pub struct StatusArgs {
 
 /// `gate init`.
 #[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Without --provider, --deployer or --tester: the local example pipeline. With them: a\ncommented config for that combination (provider default: local); an unknown name lists\nthe choices.\n\nExamples:\n  gate init --provider pubcloud --deployer osa --tester command\n  gate init local.toml --provider local --deployer script"
+)]
 pub struct InitArgs {
     /// Where to write it.
     #[arg(default_value = "gate.toml")]
@@ -267,6 +270,15 @@ pub struct InitArgs {
     /// Overwrite an existing file.
     #[arg(long)]
     pub force: bool,
+    /// The provider of the config (default with --deployer/--tester: local).
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
+    /// The deployer of the config (default: none).
+    #[arg(long, value_name = "NAME")]
+    pub deployer: Option<String>,
+    /// The tester of the config (default: none).
+    #[arg(long, value_name = "NAME")]
+    pub tester: Option<String>,
 }
 
 /// `gate completions`.

@@ -462,18 +462,35 @@ pub fn man(args: &ManArgs) -> Outcome {
     Ok(exit::OK)
 }
 
-/// `gate init`.
+/// `gate init`: the local example, or with `--provider`, `--deployer`, `--tester` a config
+/// assembled for that combination (see [`crate::init`]).
 pub fn init(args: &InitArgs) -> Outcome {
+    let custom = args.provider.is_some() || args.deployer.is_some() || args.tester.is_some();
+    let text = if custom {
+        crate::init::assemble(
+            args.provider.as_deref().unwrap_or("local"),
+            args.deployer.as_deref(),
+            args.tester.as_deref(),
+        )
+        .map_err(Failure::usage)?
+    } else {
+        EMBEDDED.to_owned()
+    };
     if args.path.exists() && !args.force {
         return Err(Failure::usage(format!(
             "{} exists; pass --force to overwrite it",
             args.path.display()
         )));
     }
-    std::fs::write(&args.path, EMBEDDED)
+    std::fs::write(&args.path, text)
         .map_err(|e| Failure::usage(format!("writing {}: {e}", args.path.display())))?;
+    let what = if custom {
+        "a commented config for that combination; fill in what is yours"
+    } else {
+        "a local pipeline to start from"
+    };
     println!(
-        "wrote {}: a local pipeline to start from. Next: `gate plan -c {0}`, then `gate run -c {0}`.",
+        "wrote {}: {what}. Next: `gate plan -c {0}`, then `gate run -c {0}`.",
         args.path.display()
     );
     Ok(exit::OK)

@@ -18,6 +18,7 @@
 pub mod args;
 pub mod commands;
 pub mod config;
+pub mod init;
 pub mod jenkinsfile;
 pub mod junit;
 pub mod keys;

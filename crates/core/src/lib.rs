@@ -14,6 +14,34 @@
 //! assert_eq!(cmd.to_shell_line(), "echo 'it'\\''s here'");
 //! assert_eq!(shell_quote("a b"), "'a b'");
 //! ```
+//!
+//! A backend owns its config struct and parses its section with it; errors name the
+//! section and the key (see docs/authors.md for the whole contract):
+//!
+//! ```
+//! use gate_core::{BackendConfig, Registry};
+//!
+//! #[derive(Debug, serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct MyConfig {
+//!     /// How many hosts. Default: 1.
+//!     #[serde(default)]
+//!     hosts: usize,
+//! }
+//!
+//! let section = BackendConfig::from_toml("provider", "mine", "hosts = 2")?;
+//! assert_eq!(section.parse::<MyConfig>()?.hosts, 2);
+//!
+//! let typo = BackendConfig::from_toml("provider", "mine", "hostz = 2")?;
+//! let err = typo.parse::<MyConfig>().unwrap_err().to_string();
+//! assert!(err.contains("[provider] hostz: unknown field `hostz`"), "{err}");
+//!
+//! // Backends are found by name; an unknown one lists the known ones.
+//! let registry = Registry::new();
+//! let err = registry.allocator(&section).unwrap_err().to_string();
+//! assert!(err.contains("unknown provider `mine`"), "{err}");
+//! # Ok::<(), gate_core::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 pub mod archive;

@@ -91,24 +91,29 @@ pub fn register(value: &str) {
     if value.contains('\n') {
         pieces.extend(value.lines().map(str::trim).filter(|l| l.len() >= 8));
     }
-    let Ok(mut known) = KNOWN.write() else {
-        return;
-    };
-    for piece in pieces {
-        if piece.len() < MIN_REDACTED_LEN {
-            if !piece.is_empty() {
-                tracing::warn!(
-                    "a secret shorter than {MIN_REDACTED_LEN} characters cannot be redacted from output"
-                );
+    let mut too_short = false;
+    {
+        let Ok(mut known) = KNOWN.write() else {
+            return;
+        };
+        for piece in pieces {
+            if piece.len() < MIN_REDACTED_LEN {
+                too_short |= !piece.is_empty();
+                continue;
             }
-            continue;
+            if !known.iter().any(|k| &**k == piece) {
+                known.push(Arc::from(piece));
+            }
         }
-        if !known.iter().any(|k| &**k == piece) {
-            known.push(Arc::from(piece));
-        }
+        // Longest first, so a secret that contains another is masked whole.
+        known.sort_by_key(|k| std::cmp::Reverse(k.len()));
     }
-    // Longest first, so a secret that contains another is masked whole.
-    known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    // Logged only once the lock is released: the log writer redacts, taking it to read.
+    if too_short {
+        tracing::warn!(
+            "a secret shorter than {MIN_REDACTED_LEN} characters cannot be redacted from output"
+        );
+    }
 }
 
 /// `text` with every registered secret value replaced by `***`.

@@ -36,6 +36,25 @@
 //! path = "/opt/project"
 //! scenario = "functional"
 //! ```
+//!
+//! Built from Rust through the registry (docs/embedding.md runs a whole pipeline with it):
+//!
+//! ```
+//! use gate_core::{BackendConfig, Registry};
+//!
+//! let mut registry = Registry::new();
+//! gate_deployers_script::register(&mut registry);
+//! let section = BackendConfig::from_toml("deployer", "script", r#"
+//!     env = { RELEASE = "27.1.0" }
+//!     [[deploy]]
+//!     script = 'echo "$RELEASE" > release'
+//! "#)?;
+//! let deployer = registry.deployer(&section)?;
+//! # let _ = deployer;
+//! let neither = BackendConfig::from_toml("deployer", "script", "[[deploy]]\nname = 'x'")?;
+//! assert!(registry.deployer(&neither).is_err(), "a step needs `run` or `script`");
+//! # Ok::<(), gate_core::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 mod config;

@@ -39,6 +39,21 @@
 //! version = "2.17.7"
 //! index_url = "http://mirror.ci.example/pypi/simple"
 //! ```
+//!
+//! Built through the registry; a step's error names the step and its key:
+//!
+//! ```
+//! use gate_core::{BackendConfig, Registry};
+//!
+//! let mut registry = Registry::new();
+//! gate_hosts::register(&mut registry);
+//! let steps = "[[steps]]\ntype = \"packages\"\npackages = [\"git\"]\n";
+//! registry.preparer(&BackendConfig::from_toml("preparer", "steps", steps)?)?;
+//! let typo = "[[steps]]\ntype = \"packages\"\npackage = [\"git\"]\n";
+//! let err = registry.preparer(&BackendConfig::from_toml("preparer", "steps", typo)?);
+//! assert!(err.unwrap_err().to_string().contains("[preparer] steps[0]"));
+//! # Ok::<(), gate_core::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 mod ansible;

@@ -12,6 +12,23 @@
 //! hosts = 3
 //! setup = "mkdir -p etc logs"   # optional: runs in each new host, like cloud-init user data
 //! ```
+//!
+//! From Rust, through the registry as the CLI does (docs/embedding.md runs a whole pipeline):
+//!
+//! ```
+//! use gate_core::{BackendConfig, Registry};
+//!
+//! let mut registry = Registry::new();
+//! gate_providers_local::register(&mut registry);
+//! let section = BackendConfig::from_toml("provider", "local", "hosts = 2")?;
+//! let allocator = registry.allocator(&section)?;
+//! let cleaner = registry.cleaner(&section)?;
+//! assert!(format!("{allocator:?}").contains("LocalProvider"));
+//! # let _ = cleaner;
+//! let too_many = BackendConfig::from_toml("provider", "local", "hosts = 1000")?;
+//! assert!(registry.allocator(&too_many).unwrap_err().to_string().contains("[provider] hosts"));
+//! # Ok::<(), gate_core::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 mod config;
