@@ -26,6 +26,25 @@
 //! features = { ceph = true, tempest = true }
 //! variables = { debug = true }
 //! ```
+//!
+//! From Rust, through the registry as the CLI builds it; a feature flag the deployer does
+//! not know is a config error that names it, before anything runs:
+//!
+//! ```
+//! use gate_core::{BackendConfig, Registry};
+//!
+//! let mut registry = Registry::new();
+//! gate_deployers_osa::register(&mut registry);
+//! let section = BackendConfig::from_toml("deployer", "osa", r#"
+//!     version = "stable/2024.1"
+//!     features = { ceph = true }
+//! "#)?;
+//! registry.deployer(&section)?;
+//! let typo = BackendConfig::from_toml("deployer", "osa", "features = { cepth = true }")?;
+//! let err = registry.deployer(&typo).unwrap_err().to_string();
+//! assert!(err.contains("[deployer]") && err.contains("cepth"), "{err}");
+//! # Ok::<(), gate_core::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 mod config;

@@ -18,6 +18,22 @@
 //! flags = { aio = true, ceph = true, elk = true }
 //! gating_variables = { maas_use_api = false }
 //! ```
+//!
+//! From Rust, through the registry; the flags are typed, so a `DEPLOY_*` flag that
+//! `scripts/deploy.sh` does not know is refused by name:
+//!
+//! ```
+//! use gate_core::{BackendConfig, Registry};
+//!
+//! let mut registry = Registry::new();
+//! gate_deployers_rpco::register(&mut registry);
+//! let section = BackendConfig::from_toml("deployer", "rpco", "flags = { aio = true, elk = true }")?;
+//! registry.deployer(&section)?;
+//! let typo = BackendConfig::from_toml("deployer", "rpco", "flags = { elkk = true }")?;
+//! let err = registry.deployer(&typo).unwrap_err().to_string();
+//! assert!(err.contains("[deployer]") && err.contains("elkk"), "{err}");
+//! # Ok::<(), gate_core::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 mod config;

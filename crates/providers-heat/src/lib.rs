@@ -21,6 +21,26 @@
 //!
 //! Cleanup deletes the stack and waits for `DELETE_COMPLETE`, deleting again after a
 //! `DELETE_FAILED`.
+//!
+//! From Rust, through the registry (no API is called until `allocate`: the cloud is logged
+//! in to on first use); bad values are named by key:
+//!
+//! ```
+//! use gate_core::{BackendConfig, Registry};
+//!
+//! let mut registry = Registry::new();
+//! gate_providers_heat::register(&mut registry);
+//! let section = BackendConfig::from_toml("provider", "heat", r#"
+//!     cloud = "lab"
+//!     template = "stacks/three-nodes.yaml"
+//!     parameters = { flavor = "gate.small" }
+//! "#)?;
+//! let (_allocator, _cleaner) = (registry.allocator(&section)?, registry.cleaner(&section)?);
+//! let empty = BackendConfig::from_toml("provider", "heat", "template = 'a.yaml'\nhosts_output = ''")?;
+//! let err = registry.allocator(&empty).unwrap_err().to_string();
+//! assert!(err.contains("[provider] hosts_output"), "{err}");
+//! # Ok::<(), gate_core::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 mod config;

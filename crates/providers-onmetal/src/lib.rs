@@ -23,6 +23,27 @@
 //! hosts = 2
 //! image_source = "http://images.lab/ubuntu-24.04.qcow2"
 //! ```
+//!
+//! From Rust, through the registry (nothing is called until `allocate`); bad values are
+//! named by key:
+//!
+//! ```
+//! use gate_core::{BackendConfig, Registry};
+//!
+//! let mut registry = Registry::new();
+//! gate_providers_onmetal::register(&mut registry);
+//! let section = BackendConfig::from_toml("provider", "onmetal", r#"
+//!     mode = "ironic"
+//!     endpoint = "http://127.0.0.1:6385"
+//!     resource_class = "gate-metal"
+//!     image_source = "http://127.0.0.1/ubuntu.qcow2"
+//! "#)?;
+//! registry.allocator(&section)?;
+//! let typo = BackendConfig::from_toml("provider", "onmetal", "mode = 'kvm'")?;
+//! let err = registry.allocator(&typo).unwrap_err().to_string();
+//! assert!(err.contains("[provider] mode"), "{err}");
+//! # Ok::<(), gate_core::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 mod clean;

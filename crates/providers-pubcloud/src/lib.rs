@@ -20,6 +20,27 @@
 //! image = "gate-tiny"
 //! regions = ["RegionOne"]
 //! ```
+//!
+//! From Rust, through the registry (the cloud is logged in to on first use, not here); bad
+//! values are named by key:
+//!
+//! ```
+//! use gate_core::{BackendConfig, Registry};
+//!
+//! let mut registry = Registry::new();
+//! gate_providers_pubcloud::register(&mut registry);
+//! let section = BackendConfig::from_toml("provider", "pubcloud", r#"
+//!     cloud = "public"
+//!     flavor = "gate.small"
+//!     image = "gate-tiny"
+//!     floating_ip = true
+//! "#)?;
+//! let (_allocator, _cleaner) = (registry.allocator(&section)?, registry.cleaner(&section)?);
+//! let none = BackendConfig::from_toml("provider", "pubcloud", "flavor = 'm1'\nimage = 'x'\nhosts = 0")?;
+//! let err = registry.allocator(&none).unwrap_err().to_string();
+//! assert!(err.contains("[provider] hosts: must be at least 1"), "{err}");
+//! # Ok::<(), gate_core::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 mod allocate;

@@ -17,6 +17,23 @@
 //! connect_timeout_secs = 600             # wait this long for a booting host
 //! poll_secs = 10
 //! ```
+//!
+//! From Rust, through the registry as the CLI builds it (no host is contacted until a
+//! connect):
+//!
+//! ```
+//! use gate_core::{BackendConfig, Registry};
+//!
+//! let mut registry = Registry::new();
+//! gate_ssh::register(&mut registry);
+//! let section = BackendConfig::from_toml("transport", "ssh", "strict = true\npoll_secs = 2")?;
+//! let connector = registry.transport(&section)?;
+//! assert!(format!("{connector:?}").contains("SshConnector"));
+//! let typo = BackendConfig::from_toml("transport", "ssh", "identity = ['k']")?;
+//! let err = registry.transport(&typo).unwrap_err().to_string();
+//! assert!(err.contains("identity"), "{err}");
+//! # Ok::<(), gate_core::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 mod auth;

@@ -33,6 +33,29 @@
 //! name = "api answers"
 //! run = ["curl", "-fsS", "http://127.0.0.1:5000/v3"]
 //! ```
+//!
+//! From Rust, through the registry; settings are checked when the tester is built, not
+//! when the run reaches `test`, and a secret never prints:
+//!
+//! ```
+//! use gate_core::{BackendConfig, Registry};
+//!
+//! let mut registry = Registry::new();
+//! gate_testers::register(&mut registry);
+//! let tempest = r#"
+//!     include = ["^tempest\\.api\\.identity\\."]
+//!     [auth]
+//!     url = "http://127.0.0.1:5000/v3"
+//!     admin_password = { secret = "not-in-any-log" }
+//! "#;
+//! let tester = registry.tester(&BackendConfig::from_toml("tester", "tempest", tempest)?)?;
+//! assert!(!format!("{tester:?}").contains("not-in-any-log"), "the password never prints");
+//! let none = format!("concurrency = 0\n{tempest}");
+//! let err = registry.tester(&BackendConfig::from_toml("tester", "tempest", &none)?);
+//! let err = err.unwrap_err().to_string();
+//! assert!(err.contains("[tester] concurrency: must be at least 1"), "{err}");
+//! # Ok::<(), gate_core::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 pub mod ceph;
