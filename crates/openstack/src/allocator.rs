@@ -25,7 +25,8 @@ mod cleanup;
 
 use crate::{naming, userdata};
 pub use cleanup::{
-    delete_entry, delete_floating_ip, delete_server, floating_ip_sweepable, observed_floating_ip,
+    delete_entry, delete_floating_ip, delete_keypair, delete_server, floating_ip_sweepable,
+    keypair_name_sweepable, keypair_sweepable, observed_floating_ip, observed_keypair,
     observed_server, server_sweepable,
 };
 
@@ -33,6 +34,9 @@ pub use cleanup::{
 pub const SERVER_KIND: &str = "server";
 /// The ledger kind of a floating IP (a child of its server, named `<server>-fip`).
 pub const FLOATING_IP_KIND: &str = "floating_ip";
+/// The ledger kind of a Nova keypair (its name is what Nova knows it by; it cannot be
+/// tagged, so a run's keypairs are named after the run id).
+pub const KEYPAIR_KIND: &str = "keypair";
 /// The ledger scope of a resource in the credentials' own region.
 pub const DEFAULT_REGION_SCOPE: &str = "-";
 

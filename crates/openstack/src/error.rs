@@ -64,6 +64,17 @@ pub enum Error {
         /// How long was waited.
         after: Duration,
     },
+    /// A delete refused because what exists cannot be told to be the run's: a keypair
+    /// (untaggable) whose name does not carry the run id, when only the intent was written.
+    #[error("{region}: {what} left alone: {reason}")]
+    Ambiguous {
+        /// The region.
+        region: String,
+        /// What was not deleted (`keypair `x``).
+        what: String,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// The caller gave up (interrupt).
     #[error("cancelled")]
     Cancelled,

@@ -2,9 +2,10 @@
 //! `clouds.yaml` or `OS_*` through the `openstack` crate's session, API calls retried with
 //! backoff (5xx, 429 with `Retry-After`, connection errors; never quota errors), gate's
 //! names and tags, servers (create, find by exact name, wait, delete), Neutron floating IPs
-//! for them, the cloud-init user data that puts the run's keys on root, the keys provider
-//! sections share ([`SharedConfig`], [`NovaServerConfig`]) and the region-by-region server
-//! allocator of the Nova providers ([`allocator`]).
+//! for them, Nova keypairs (list, age, delete — known by name only, as nothing tags them),
+//! the cloud-init user data that puts the run's keys on root, the keys provider sections
+//! share ([`SharedConfig`], [`NovaServerConfig`]) and the region-by-region server allocator
+//! of the Nova providers ([`allocator`]).
 //!
 //! ```no_run
 //! use gate_openstack::{Cloud, CloudConfig, servers};
@@ -26,6 +27,7 @@ mod auth;
 mod config;
 mod error;
 pub mod floating_ips;
+pub mod keypairs;
 pub mod naming;
 mod provider_config;
 pub mod servers;

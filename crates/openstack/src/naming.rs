@@ -21,6 +21,13 @@ pub fn host_names(base: Option<&str>, run_id: &RunId, count: usize) -> Vec<Strin
     (1..=count).map(|n| format!("{base}-{n}")).collect()
 }
 
+/// Whether `name` is named after run `run_id`: the run id itself, or `<run id>-…` (how
+/// gate tells a run's resources where nothing can be tagged, e.g. Nova keypairs).
+pub fn named_after_run(name: &str, run_id: &str) -> bool {
+    name.strip_prefix(run_id)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+}
+
 /// The metadata every resource of a run carries: run id, creation time, job.
 pub fn tags(run_id: &RunId, job: Option<&str>) -> BTreeMap<String, String> {
     let mut tags = BTreeMap::new();
@@ -96,6 +103,14 @@ mod tests {
             ["gate-1234abcd-1", "gate-1234abcd-2"]
         );
         assert_eq!(host_names(Some("ci"), &run, 1), ["ci-1"]);
+    }
+
+    #[test]
+    fn named_after_run_is_the_run_id_or_its_dash_prefix() {
+        assert!(named_after_run("gate-ab12", "gate-ab12"));
+        assert!(named_after_run("gate-ab12-key", "gate-ab12"));
+        assert!(!named_after_run("gate-ab123", "gate-ab12"));
+        assert!(!named_after_run("x-gate-ab12", "gate-ab12"));
     }
 
     #[test]

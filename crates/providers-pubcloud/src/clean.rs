@@ -1,5 +1,5 @@
 //! Cleanup (by id, or by exact name and run id), observation and sweeps, of servers and
-//! their floating IPs.
+//! their floating IPs; sweeps and cleanup of keypairs (by name: nothing tags a keypair).
 
 use std::time::Duration;
 
@@ -8,10 +8,10 @@ use gate_core::{
     CleanContext, Cleaned, Cleaner, LiveResource, Observed, Result, RunId, SweepFilter,
 };
 use gate_openstack::allocator::{
-    delete_entry, floating_ip_sweepable, observed_floating_ip, observed_server, region_of,
-    scope_of, server_sweepable,
+    delete_entry, floating_ip_sweepable, keypair_name_sweepable, keypair_sweepable,
+    observed_floating_ip, observed_keypair, observed_server, region_of, scope_of, server_sweepable,
 };
-use gate_openstack::{floating_ips, servers};
+use gate_openstack::{Api, floating_ips, keypairs, servers};
 use time::OffsetDateTime;
 
 use crate::NAME;
@@ -26,6 +26,41 @@ impl PubcloudProvider {
     /// has no network endpoint to ask).
     fn has_floating_ips(&self) -> bool {
         self.config.floating_ip
+    }
+
+    /// The keypairs in `api`'s region a sweep may take (deleted with `filter.delete`): a
+    /// `gate-` name, not protected, named after the filter's run if it names one, created at
+    /// least the filter's age ago. Nova shows only the credentials' user's keypairs, and
+    /// their creation time only in the detail, so that is asked for each candidate.
+    async fn sweep_keypairs(
+        &self,
+        api: &Api,
+        filter: &SweepFilter,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Observed>> {
+        let protected = &self.shared.protected;
+        let scope = scope_of(Some(api.region()));
+        let listed = keypairs::list(api).await.map_err(to_core)?;
+        let mut found = Vec::new();
+        for name in listed
+            .iter()
+            .map(|k| &k.name)
+            .filter(|name| keypair_name_sweepable(name, filter, protected))
+        {
+            // Gone meanwhile, or (asked by name) not the one listed: not ours to take.
+            let Some(keypair) = keypairs::get(api, name).await.map_err(to_core)? else {
+                continue;
+            };
+            if keypair.name != *name || !keypair_sweepable(&keypair, filter, protected, now) {
+                continue;
+            }
+            if filter.delete {
+                tracing::info!("{NAME}: {}: sweeping keypair `{name}`", api.region());
+                keypairs::delete(api, name).await.map_err(to_core)?;
+            }
+            found.push(observed_keypair(&scope, &keypair, filter.run_id.as_ref()));
+        }
+        Ok(found)
     }
 }
 
@@ -113,6 +148,8 @@ impl Cleaner for PubcloudProvider {
                 }
                 found.push(observed_server(&scope, server));
             }
+            // Keypairs last: a server keeps its key when its keypair goes.
+            found.extend(self.sweep_keypairs(&api, filter, now).await?);
         }
         Ok(found)
     }

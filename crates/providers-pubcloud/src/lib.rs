@@ -7,9 +7,11 @@
 //! fallback regions; a region where anything fails (build ERROR, timeout, quota, no SSH)
 //! has its half-built servers deleted before the next is tried. Cleanup deletes by id, or by
 //! exact name and run id for a server whose id never reached the ledger; `sweep` finds
-//! what a lost ledger left behind. With `floating_ip = true` every server gets a Neutron
-//! floating IP (in the ledger as the server's child, before the create call too), associated
-//! with its port; gate reaches the host at the floating address.
+//! what a lost ledger left behind — servers and floating IPs by tag, and the user's Nova
+//! keypairs, which cannot be tagged, by their `gate-` name and age. With `floating_ip =
+//! true` every server gets a Neutron floating IP (in the ledger as the server's child,
+//! before the create call too), associated with its port; gate reaches the host at the
+//! floating address.
 //!
 //! ```toml
 //! [provider]
@@ -59,6 +61,9 @@ pub const NAME: &str = "pubcloud";
 pub const SERVER: &str = gate_openstack::allocator::SERVER_KIND;
 /// The ledger kind of a floating IP (a child of its server, named `<server>-fip`).
 pub const FLOATING_IP: &str = gate_openstack::allocator::FLOATING_IP_KIND;
+/// The ledger kind of a Nova keypair: cleanup deletes it by name (a keypair whose `created`
+/// line is missing only when its name carries the run id); `sweep` takes old `gate-` ones.
+pub const KEYPAIR: &str = gate_openstack::allocator::KEYPAIR_KIND;
 
 /// Registers the `pubcloud` provider.
 pub fn register(registry: &mut Registry) {

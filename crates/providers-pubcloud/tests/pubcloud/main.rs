@@ -7,6 +7,7 @@
 
 mod faults;
 mod floating;
+mod keypairs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
