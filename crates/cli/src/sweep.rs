@@ -279,6 +279,7 @@ async fn delete(
         spec: Resource::new(backend, &item.kind, &item.scope, &item.name),
         run_id,
         id: Some(item.id.clone()),
+        intent_at: None,
     };
     cleaner.clean(&resource, cx).await.map(|_| ())
 }

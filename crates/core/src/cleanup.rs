@@ -151,6 +151,7 @@ mod tests {
             spec,
             run_id: RunId::generate_from(None, None),
             id: None,
+            intent_at: None,
         }
     }
 

@@ -10,6 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +109,33 @@ pub struct LiveResource {
     pub run_id: RunId,
     /// Its id, when a `created` line was written; `None` when only the intent exists.
     pub id: Option<String>,
+    /// When its intent was written (RFC 3339, UTC); `None` for a resource that did not come
+    /// from a ledger (one a sweep found).
+    pub intent_at: Option<String>,
+}
+
+impl LiveResource {
+    /// For an entry with only its intent: how much longer a create call sent just before a
+    /// crash may still be at work in the backend, where `in_flight` is the longest a create
+    /// request may take. A cleaner that finds nothing by name keeps looking that long, so a
+    /// resource the backend makes *after* the crash is not missed. Zero for an entry with an
+    /// id, once `in_flight` has passed since the intent, or when the intent's time is unknown.
+    pub fn create_may_land_within(&self, in_flight: Duration) -> Duration {
+        if self.id.is_some() {
+            return Duration::ZERO;
+        }
+        let Some(at) = self.intent_at.as_deref() else {
+            return Duration::ZERO;
+        };
+        let Ok(at) =
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+        else {
+            return Duration::ZERO;
+        };
+        let age = time::OffsetDateTime::now_utc() - at;
+        let age = Duration::try_from(age).unwrap_or(Duration::ZERO);
+        in_flight.saturating_sub(age)
+    }
 }
 
 /// The ledger read back.
@@ -163,6 +191,7 @@ impl Replay {
                         spec: entry.spec.clone(),
                         run_id: entry.run_id.clone(),
                         id: None,
+                        intent_at: Some(entry.at.clone()),
                     });
                 }
                 Op::Created => match at {
@@ -171,6 +200,7 @@ impl Replay {
                         spec: entry.spec.clone(),
                         run_id: entry.run_id.clone(),
                         id: entry.id.clone(),
+                        intent_at: None,
                     }),
                 },
                 Op::Deleted | Op::Released => {
@@ -414,6 +444,27 @@ mod tests {
         assert_eq!(names, ["b", "c"]);
         assert_eq!(live[0].id, None);
         assert_eq!(live[1].id.as_deref(), Some("id-c"));
+    }
+
+    #[tokio::test]
+    async fn an_intent_only_entry_may_still_land_until_a_create_call_could_have_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path().join("resources.jsonl"), run_id()).unwrap();
+        ledger.intent(&spec("a")).await.unwrap();
+        ledger.intent(&spec("b")).await.unwrap();
+        ledger.created(&spec("b"), "id-b").await.unwrap();
+        let live = ledger.live().unwrap();
+        let hour = Duration::from_secs(3600);
+        // Written just now: a create sent before a crash may land for nearly the whole hour.
+        let wait = live[0].create_may_land_within(hour);
+        assert!(wait > Duration::from_secs(3500) && wait <= hour, "{wait:?}");
+        // With an id there is nothing to wait for, nor once the window has passed.
+        assert_eq!(live[1].create_may_land_within(hour), Duration::ZERO);
+        let mut old = live[0].clone();
+        old.intent_at = Some("2020-01-01T00:00:00.000Z".into());
+        assert_eq!(old.create_may_land_within(hour), Duration::ZERO);
+        old.intent_at = Some("not a time".into());
+        assert_eq!(old.create_may_land_within(hour), Duration::ZERO);
     }
 
     #[tokio::test]

@@ -25,7 +25,7 @@ mod cleanup;
 
 use crate::{naming, userdata};
 pub use cleanup::{
-    delete_entry, delete_floating_ip, delete_keypair, delete_server, floating_ip_sweepable,
+    Wait, delete_entry, delete_floating_ip, delete_keypair, delete_server, floating_ip_sweepable,
     keypair_name_sweepable, keypair_sweepable, observed_floating_ip, observed_keypair,
     observed_server, server_sweepable,
 };
@@ -516,15 +516,12 @@ impl ServerRequest<'_> {
             .clone()
             .with_cancel(&tokio_util::sync::CancellationToken::new());
         for (spec, id) in made {
-            let deleted = delete_entry(
-                &api,
-                &spec,
-                id.as_deref(),
-                &plan.cx.run_id,
-                self.delete_timeout,
-                self.poll.min(Duration::from_secs(2)),
-            )
-            .await;
+            let wait = Wait {
+                timeout: self.delete_timeout,
+                poll: self.poll.min(Duration::from_secs(2)),
+                settle: Duration::ZERO,
+            };
+            let deleted = delete_entry(&api, &spec, id.as_deref(), &plan.cx.run_id, wait).await;
             match deleted {
                 Ok(()) => {
                     if let Err(e) = plan.cx.ledger.deleted(&spec).await {

@@ -418,6 +418,7 @@ mod tests {
             spec: Resource::new(NAME, HOST_DIR, "/etc", "passwd"),
             run_id: run_id.clone(),
             id: Some("/etc/passwd".into()),
+            intent_at: None,
         };
         let root = tempfile::tempdir().unwrap();
         let err = provider(root.path(), 1, None)

@@ -17,7 +17,7 @@ use crate::provider::{OnmetalProvider, error};
 use crate::release::is_ours;
 use crate::{NAME, NODE, SERVER};
 use gate_openstack::allocator::{
-    delete_server, observed_server, region_of, scope_of, server_sweepable,
+    Wait, delete_server, observed_server, region_of, scope_of, server_sweepable,
 };
 
 fn to_core(e: gate_openstack::Error) -> gate_core::Error {
@@ -132,16 +132,15 @@ impl Cleaner for OnmetalProvider {
             }
             SERVER => {
                 let api = self.api(region_of(&spec.scope), &cx.cancel).await?;
-                delete_server(
-                    &api,
-                    &spec.name,
-                    resource.id.as_deref(),
-                    &resource.run_id,
-                    self.shared.delete_timeout(),
-                    self.shared.poll().min(Duration::from_secs(2)),
-                )
-                .await
-                .map_err(to_core)?;
+                let wait = Wait {
+                    timeout: self.shared.delete_timeout(),
+                    poll: self.shared.poll().min(Duration::from_secs(2)),
+                    settle: resource.create_may_land_within(api.retry().request_timeout()),
+                };
+                let id = resource.id.as_deref();
+                delete_server(&api, &spec.name, id, &resource.run_id, wait)
+                    .await
+                    .map_err(to_core)?;
                 Ok(Cleaned::Deleted)
             }
             other => Err(error(format!(

@@ -8,7 +8,7 @@ use gate_core::{
     CleanContext, Cleaned, Cleaner, LiveResource, Observed, Result, RunId, SweepFilter,
 };
 use gate_openstack::allocator::{
-    delete_entry, floating_ip_sweepable, keypair_name_sweepable, keypair_sweepable,
+    Wait, delete_entry, floating_ip_sweepable, keypair_name_sweepable, keypair_sweepable,
     observed_floating_ip, observed_keypair, observed_server, region_of, scope_of, server_sweepable,
 };
 use gate_openstack::{Api, floating_ips, keypairs, servers};
@@ -70,16 +70,15 @@ impl Cleaner for PubcloudProvider {
         let api = self
             .api(region_of(&resource.spec.scope), &cx.cancel)
             .await?;
-        delete_entry(
-            &api,
-            &resource.spec,
-            resource.id.as_deref(),
-            &resource.run_id,
-            self.shared.delete_timeout(),
-            self.shared.poll().min(Duration::from_secs(2)),
-        )
-        .await
-        .map_err(to_core)?;
+        let wait = Wait {
+            timeout: self.shared.delete_timeout(),
+            poll: self.shared.poll().min(Duration::from_secs(2)),
+            settle: resource.create_may_land_within(api.retry().request_timeout()),
+        };
+        let (spec, id) = (&resource.spec, resource.id.as_deref());
+        delete_entry(&api, spec, id, &resource.run_id, wait)
+            .await
+            .map_err(to_core)?;
         Ok(Cleaned::Deleted)
     }
 

@@ -16,6 +16,19 @@ use crate::keypairs::{self, Keypair};
 use crate::naming;
 use crate::servers::{self, Server};
 
+/// How long a delete waits: for the resource to be gone (`timeout`), between two looks
+/// (`poll`), and — for an entry with only its intent — for a create call sent just before
+/// a crash to land (`settle`, see [`gate_core::LiveResource::create_may_land_within`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Wait {
+    /// Until the resource is gone.
+    pub timeout: Duration,
+    /// Between two looks.
+    pub poll: Duration,
+    /// How long an intent-only server not found by name may still appear.
+    pub settle: Duration,
+}
+
 /// Deletes the server, floating IP or keypair of a ledger entry (by its kind): see
 /// [`delete_server`], [`delete_floating_ip`] and [`delete_keypair`].
 pub async fn delete_entry(
@@ -23,11 +36,10 @@ pub async fn delete_entry(
     spec: &Resource,
     id: Option<&str>,
     run_id: &RunId,
-    timeout: Duration,
-    poll: Duration,
+    wait: Wait,
 ) -> crate::Result<()> {
     match spec.kind.as_str() {
-        SERVER_KIND => delete_server(api, &spec.name, id, run_id, timeout, poll).await,
+        SERVER_KIND => delete_server(api, &spec.name, id, run_id, wait).await,
         FLOATING_IP_KIND => delete_floating_ip(api, &spec.name, id, run_id).await,
         KEYPAIR_KIND => delete_keypair(api, &spec.name, id, run_id).await,
         other => Err(crate::Error::Config(format!(
@@ -39,28 +51,39 @@ pub async fn delete_entry(
 
 /// Deletes server `name`: by `id`, or — when only the intent was written — every server
 /// with exactly that name *and* this run's tag; waits until Nova says 404.
+///
+/// A server not found by name is looked for again until `wait.settle` has passed: Nova may
+/// still be working on a create call that a crash cut off.
 pub async fn delete_server(
     api: &Api,
     name: &str,
     id: Option<&str>,
     run_id: &RunId,
-    timeout: Duration,
-    poll: Duration,
+    wait: Wait,
 ) -> crate::Result<()> {
     let ids: Vec<String> = match id {
         Some(id) => vec![id.to_owned()],
-        None => servers::find_by_name(api, name)
-            .await?
-            .into_iter()
-            .filter(|s| s.run_id() == Some(run_id.as_str()))
-            .map(|s| s.id)
-            .collect(),
+        None => {
+            let settled = std::time::Instant::now() + wait.settle;
+            loop {
+                let found: Vec<String> = servers::find_by_name(api, name)
+                    .await?
+                    .into_iter()
+                    .filter(|s| s.run_id() == Some(run_id.as_str()))
+                    .map(|s| s.id)
+                    .collect();
+                if !found.is_empty() || std::time::Instant::now() >= settled {
+                    break found;
+                }
+                api.sleep(wait.poll).await?;
+            }
+        }
     };
     for id in &ids {
         servers::delete(api, id).await?;
     }
     for id in &ids {
-        servers::wait_gone(api, id, timeout, poll).await?;
+        servers::wait_gone(api, id, wait.timeout, wait.poll).await?;
     }
     Ok(())
 }

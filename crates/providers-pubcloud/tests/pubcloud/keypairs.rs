@@ -199,12 +199,14 @@ async fn a_keypair_in_the_ledger_is_cleaned_and_cleaning_again_is_fine() {
         spec,
         run_id: run_id.clone(),
         id: Some(made.clone()),
+        intent_at: None,
     };
     assert_eq!(provider.clean(&entry, &cx).await.unwrap(), Cleaned::Deleted);
     let entry = LiveResource {
         spec: lost,
         run_id,
         id: None,
+        intent_at: None,
     };
     assert_eq!(provider.clean(&entry, &cx).await.unwrap(), Cleaned::Deleted);
     cleanup_ledger(&ledger, &lookup(provider), &cx)
@@ -225,6 +227,7 @@ async fn an_intent_only_keypair_not_named_after_the_run_is_left_alone() {
         spec: Resource::new("pubcloud", KEYPAIR_KIND, "RegionOne", "shared-deploy-key"),
         run_id: run_id.clone(),
         id: None,
+        intent_at: None,
     };
     let error = provider.clean(&entry, &cx).await.unwrap_err().to_string();
     assert!(
@@ -239,6 +242,7 @@ async fn an_intent_only_keypair_not_named_after_the_run_is_left_alone() {
         spec: Resource::new("pubcloud", KEYPAIR_KIND, "RegionOne", "never-made-key"),
         run_id,
         id: None,
+        intent_at: None,
     };
     assert_eq!(
         provider.clean(&absent, &cx).await.unwrap(),
