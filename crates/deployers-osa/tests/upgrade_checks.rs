@@ -266,6 +266,36 @@ impl TestCloud {
         list["servers"].as_array().unwrap().clone()
     }
 
+    /// Every volume of the project, as Cinder shows it.
+    fn volumes(&self) -> Vec<Value> {
+        let list = self
+            .creds
+            .session()
+            .unwrap()
+            .get("block-storage", "/volumes/detail")
+            .unwrap();
+        list["volumes"].as_array().unwrap().clone()
+    }
+
+    /// Deletes volume `id` behind gate's back and waits for Cinder's 404.
+    fn delete_volume_behind_gates_back(&self, id: &str) {
+        let session = self.creds.session().unwrap();
+        let path = format!("/volumes/{id}");
+        session
+            .call_ok("DELETE", "block-storage", &path, None)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while session
+            .call("GET", "block-storage", &path, None)
+            .unwrap()
+            .status
+            != 404
+        {
+            assert!(Instant::now() < deadline, "volume {id} was never deleted");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Deletes server `id` behind gate's back and waits for Nova's 404.
     fn delete_behind_gates_back(&self, id: &str) {
         let session = self.creds.session().unwrap();
@@ -599,4 +629,109 @@ async fn test_networks_on_a_read_only_neutron_fail_naming_the_key_and_leave_noth
     cleanup(&fs, &lookup).await;
     assert!(fs.stage.cx.ledger.live().unwrap().is_empty());
     assert!(tc.servers().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_volumes_are_made_available_before_the_upgrade_verified_after_it_and_freed_by_cleanup()
+{
+    let cinder = cloud()
+        .cinder()
+        .unwrap_or_else(|e| panic!("the harness's Cinder did not start: {e}"));
+    let tc = TestCloud::new("osa-volumes");
+    let osa = osa_repo();
+    let fs = common::fleet_stage(&[&[]]).await;
+    let (d, lookup) = osa_and_cleaner(
+        &osa,
+        &format!(
+            "version = \"27.2.0\"\nupgrade_to = \"27.10.0\"\n{}",
+            tc.resources_toml(0, "volumes = 2\nvolume_size_gb = 1")
+        ),
+    );
+    d.prepare_deployment(&fs.cx(Stage::PrepareDeployment))
+        .await
+        .unwrap();
+    common::take_records(&fs, 1);
+    let run_id = fs.stage.cx.run_id.as_str().to_owned();
+    let victim = format!("{run_id}-upgrade-vol-1");
+    let survivor = format!("{run_id}-upgrade-vol-2");
+
+    let mut during_upgrade = Vec::new();
+    let err = upgrade_holding(&fs, &d, || {
+        // Made before the upgrade: in Cinder, available, tagged with the run.
+        during_upgrade = tc.volumes();
+        let id = during_upgrade
+            .iter()
+            .find(|v| v["name"] == victim.as_str())
+            .and_then(|v| v["id"].as_str())
+            .unwrap_or_else(|| panic!("no {victim}: {during_upgrade:#?}"));
+        tc.delete_volume_behind_gates_back(id);
+    })
+    .await
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        during_upgrade.len(),
+        2,
+        "{during_upgrade:#?}\ncinder-volume log:\n{}",
+        cinder.log("cinder-volume")
+    );
+    for volume in &during_upgrade {
+        assert_eq!(volume["status"], "available", "{volume:#}");
+        assert_eq!(volume["size"], 1, "{volume:#}");
+        assert_eq!(volume["metadata"]["gate_run_id"], run_id.as_str());
+        assert_eq!(volume["metadata"]["gate_purpose"], "upgrade-check");
+    }
+    // In the ledger under the deployer's name, with Cinder's ids.
+    let live = fs.stage.cx.ledger.live().unwrap();
+    assert_eq!(live.len(), 2, "{live:#?}");
+    for volume in &during_upgrade {
+        let entry = live
+            .iter()
+            .find(|l| l.spec.name == volume["name"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            (entry.spec.backend.as_str(), entry.spec.kind.as_str()),
+            ("osa", "volume")
+        );
+        assert_eq!(entry.id.as_deref(), volume["id"].as_str());
+    }
+    // The upgrade went through; the verification after it found one volume gone.
+    assert_eq!(
+        steps(&common::take_records(&fs, 1))[0],
+        "run-upgrade",
+        "the upgrade ran"
+    );
+    assert!(err.contains(&format!("volume {victim}: gone")), "{err}");
+    assert!(!err.contains(&survivor), "{err}");
+    let dir = fs.stage.cx.artifacts_dir.join("upgrade-checks");
+    let resources = read_json(&dir.join("resources.json"));
+    let list = resources["resources"].as_array().unwrap();
+    let kept = list
+        .iter()
+        .find(|r| r["name"] == survivor.as_str())
+        .unwrap();
+    assert_eq!(kept["survived"], true, "{resources:#}");
+    assert!(
+        kept["evidence"].as_str().unwrap().contains("\"available\""),
+        "Cinder's view is the evidence: {kept:#}"
+    );
+    let counts = read_counts(&fs.stage.cx.results_dir().join("upgrade-checks.xml")).unwrap();
+    assert_eq!((counts.tests, counts.failures, counts.errors), (2, 1, 0));
+
+    // The cleaner sees the truth in Cinder, by the run's tag: the survivor.
+    let cleaner = lookup("osa").unwrap();
+    let clean_cx = CleanContext::new(Arc::new(LocalConnector));
+    let observed = cleaner
+        .observe(&fs.stage.cx.run_id, &clean_cx)
+        .await
+        .unwrap();
+    let names: Vec<&str> = observed.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, [survivor.as_str()]);
+
+    // Cleanup: the gone one counts as deleted, the other is deleted to 404; again is fine.
+    let report = cleanup(&fs, &lookup).await;
+    assert_eq!(report.deleted, 2, "{report:?}");
+    assert!(tc.volumes().is_empty(), "{:#?}", tc.volumes());
+    assert!(fs.stage.cx.ledger.live().unwrap().is_empty());
+    cleanup(&fs, &lookup).await;
 }

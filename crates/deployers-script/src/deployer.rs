@@ -31,8 +31,9 @@ impl ScriptDeployer {
         for name in config.env.keys() {
             check_env_name(section, "env", name)?;
         }
-        let checks =
-            UpgradeChecks::from_config(section, "upgrade_checks", &config.upgrade_checks, None)?;
+        // Test resources in the deployed cloud are recorded under this deployer's name, so
+        // its cleaner (registered with it) deletes them.
+        let checks = UpgradeChecks::for_deployer(section, &config.upgrade_checks, crate::NAME)?;
         Ok(Self { config, checks })
     }
 

@@ -71,8 +71,9 @@ impl HooksDeployer {
         for name in config.env.keys() {
             check_env_name(section, "env", name)?;
         }
-        let checks =
-            UpgradeChecks::from_config(section, "upgrade_checks", &config.upgrade_checks, None)?;
+        // Test resources in the deployed cloud are recorded under this deployer's name, so
+        // its cleaner (registered with it) deletes them.
+        let checks = UpgradeChecks::for_deployer(section, &config.upgrade_checks, crate::HOOKS)?;
         let job = config
             .job
             .clone()

@@ -77,7 +77,8 @@ pub const NAME: &str = "script";
 /// The registry name of the `hooks` deployer.
 pub const HOOKS: &str = "hooks";
 
-/// Registers the `script` and `hooks` deployers.
+/// Registers the `script` and `hooks` deployers, and the cleaner of the test resources
+/// their upgrade checks make in the deployed cloud.
 pub fn register(registry: &mut Registry) {
     registry.add_deployer(NAME, |config| {
         Ok(Arc::new(ScriptDeployer::from_config(config)?))
@@ -85,4 +86,6 @@ pub fn register(registry: &mut Registry) {
     registry.add_deployer(HOOKS, |config| {
         Ok(Arc::new(HooksDeployer::from_config(config)?))
     });
+    gate_deploy::register_cleaner(registry, NAME);
+    gate_deploy::register_cleaner(registry, HOOKS);
 }

@@ -106,9 +106,13 @@ pub struct ResourcesConfig {
     /// Test servers. Default: 0.
     #[serde(default)]
     pub servers: u32,
-    /// Test volumes (where the cloud has a block storage service). Default: 0.
+    /// Test volumes (the cloud needs a block-storage service, Cinder), made `available`
+    /// before the upgrade and checked after it. Default: 0.
     #[serde(default)]
     pub volumes: u32,
+    /// The size of each test volume in GB. Default: 1.
+    #[serde(default = "one_gb")]
+    pub volume_size_gb: u32,
     /// Test networks (where the cloud has a network service). Default: 0.
     #[serde(default)]
     pub networks: u32,
@@ -145,8 +149,8 @@ pub struct ResourcesConfig {
     /// `network` when it names one).
     #[serde(default)]
     pub address: Option<String>,
-    /// How long a test server may take to become ACTIVE and get its address, in seconds.
-    /// Default: 600.
+    /// How long a test server may take to become ACTIVE and get its address (a test volume
+    /// to become `available`), in seconds. Default: 600.
     #[serde(default = "boot_timeout")]
     pub boot_timeout_secs: f64,
     /// How often a test resource is polled while waiting, in seconds. Default: 2.
@@ -166,6 +170,7 @@ impl Default for ResourcesConfig {
         Self {
             servers: 0,
             volumes: 0,
+            volume_size_gb: one_gb(),
             networks: 0,
             ping_servers: true,
             tcp_ports: Vec::new(),
@@ -186,6 +191,10 @@ impl Default for ResourcesConfig {
 
 fn yes() -> bool {
     true
+}
+
+fn one_gb() -> u32 {
+    1
 }
 
 fn boot_timeout() -> f64 {

@@ -63,7 +63,7 @@ impl UpgradeChecks {
             return Err(section.error(
                 format!("{key}.resources"),
                 "this deployer cannot make test servers, volumes or networks in the deployed \
-                 cloud (the `osa` and `rpco` deployers can); set the counts to 0 and use probes",
+                 cloud; set the counts to 0 and use probes",
             ));
         }
         Ok(Self {

@@ -3,37 +3,22 @@
 
 use async_trait::async_trait;
 use gate_core::{CleanContext, Cleaned, Cleaner, Error, LiveResource, Observed, Result, RunId};
+use gate_openstack::allocator::{Wait, delete_server};
 use gate_openstack::servers;
 use gate_openstack::{Api, Service};
 use serde_json::Value;
 
 use super::create::{delete_network, network_description};
-use super::{DEFAULT_REGION_SCOPE, NETWORK, OpenStackResources, SERVER, region_of};
+use super::{DEFAULT_REGION_SCOPE, NETWORK, OpenStackResources, SERVER, VOLUME, region_of};
 
 impl OpenStackResources {
-    async fn delete_server(
-        &self,
-        api: &Api,
-        resource: &LiveResource,
-    ) -> gate_openstack::Result<()> {
-        let ids: Vec<String> = match &resource.id {
-            Some(id) => vec![id.clone()],
-            None => servers::find_by_name(api, &resource.spec.name)
-                .await?
-                .into_iter()
-                .filter(|s| s.run_id() == Some(resource.run_id.as_str()))
-                .map(|s| s.id)
-                .collect(),
-        };
-        let timeout = Self::seconds(self.config.delete_timeout_secs);
-        let poll = Self::seconds(self.config.poll_secs.min(2.0));
-        for id in &ids {
-            servers::delete(api, id).await?;
+    /// How long deleting `resource` waits (see [`Wait`]).
+    fn wait(&self, resource: &LiveResource, api: &Api) -> Wait {
+        Wait {
+            timeout: Self::seconds(self.config.delete_timeout_secs),
+            poll: Self::seconds(self.config.poll_secs.min(2.0)),
+            settle: resource.create_may_land_within(api.retry().request_timeout()),
         }
-        for id in &ids {
-            servers::wait_gone(api, id, timeout, poll).await?;
-        }
-        Ok(())
     }
 
     async fn delete_network(
@@ -82,8 +67,13 @@ impl Cleaner for OpenStackResources {
             resource.spec.kind, resource.spec.name
         );
         let done = match resource.spec.kind.as_str() {
-            SERVER => self.delete_server(&api, resource).await,
+            SERVER => {
+                let id = resource.id.as_deref();
+                let name = &resource.spec.name;
+                delete_server(&api, name, id, &resource.run_id, self.wait(resource, &api)).await
+            }
             NETWORK => self.delete_network(&api, resource).await,
+            VOLUME => super::volumes::delete(&api, resource, self.wait(resource, &api)).await,
             other => {
                 return Err(Error::backend(
                     &self.backend,
@@ -118,6 +108,14 @@ impl Cleaner for OpenStackResources {
                 run_id: Some(run_id.clone()),
             })
             .collect();
+        // Volumes and networks only where this config makes them: a cloud may have no
+        // block storage.
+        if self.config.volumes > 0 {
+            let volumes = super::volumes::observe(&api, run_id, &scope)
+                .await
+                .map_err(|e| self.failed("listing volumes", e))?;
+            found.extend(volumes);
+        }
         // Networks only where this config makes them: a cloud may have no network service.
         if self.config.networks > 0 {
             let tag = network_description(run_id.as_str());

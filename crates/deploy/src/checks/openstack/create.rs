@@ -1,5 +1,6 @@
-//! Before the upgrade: test networks, then test servers, each in the ledger as it is made,
-//! waited for until usable (ACTIVE with an address to probe).
+//! Before the upgrade: test networks, volumes, then servers, each in the ledger as it is
+//! made, waited for until usable (a volume `available`, a server ACTIVE with an address to
+//! probe).
 
 use std::time::Instant;
 
@@ -30,6 +31,9 @@ pub(super) async fn create(
     let mut made = Vec::new();
     for n in 1..=want.networks {
         made.push(create_network(me, cx, &api, &primary, n).await?);
+    }
+    for n in 1..=want.volumes {
+        made.push(super::volumes::create(me, cx, &api, &primary, n).await?);
     }
     if want.servers > 0 {
         made.extend(create_servers(me, cx, &api, &primary, want).await?);

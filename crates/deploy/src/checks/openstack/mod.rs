@@ -1,5 +1,5 @@
-//! The OpenStack implementation of [`CloudResources`]: test servers (and networks, where the
-//! cloud has a network service) made through the deployed cloud's own API before the
+//! The OpenStack implementation of [`CloudResources`]: test servers, volumes (where the
+//! cloud has block storage) and networks (where it has a network service) made through the deployed cloud's own API before the
 //! upgrade, verified after it, and deleted by `cleanup` like everything else.
 //!
 //! Every resource is in the ledger under the *deployer's* registry name (an `intent` line
@@ -8,13 +8,11 @@
 //! credentials. Names carry the run id (`<run id>-upgrade-<n>`), metadata the run's tags
 //! (`gate_run_id`, `gate_created_at`), so a resource whose id never reached the ledger is
 //! found by exact name *and* run id.
-//!
-//! Volumes need a block-storage (Cinder) client, which gate's OpenStack plumbing does not
-//! have: asking for any is a config error naming `…resources.volumes`.
 
 mod clean;
 mod create;
 mod verify;
+mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +28,8 @@ use crate::checks::config::{ResourcesConfig, UpgradeChecksConfig};
 
 /// The ledger kind of a test server.
 pub const SERVER: &str = "server";
+/// The ledger kind of a test volume.
+pub const VOLUME: &str = "volume";
 /// The ledger kind of a test network.
 pub const NETWORK: &str = "network";
 /// The ledger scope of a resource made in the credentials' own region.
@@ -64,13 +64,8 @@ impl OpenStackResources {
         backend: &str,
     ) -> Result<Self> {
         let bad = |sub: &str, message: String| section.error(format!("{key}.{sub}"), message);
-        if config.volumes > 0 {
-            return Err(bad(
-                "volumes",
-                "test volumes need the cloud's block-storage (Cinder) API, which gate's \
-                 OpenStack plumbing cannot call yet; set volumes = 0"
-                    .into(),
-            ));
+        if config.volumes > 0 && config.volume_size_gb == 0 {
+            return Err(bad("volume_size_gb", "must be at least 1".into()));
         }
         if config.servers > 0 {
             for (sub, value) in [("flavor", &config.flavor), ("image", &config.image)] {
@@ -277,12 +272,19 @@ mod tests {
     }
 
     #[test]
-    fn volumes_are_refused_naming_the_key() {
-        let err = build("[upgrade_checks.resources]\nvolumes = 1\n")
+    fn volumes_need_a_size_of_at_least_one_gigabyte() {
+        assert!(
+            build("[upgrade_checks.resources]\nvolumes = 1\n")
+                .unwrap()
+                .is_some()
+        );
+        let err = build("[upgrade_checks.resources]\nvolumes = 1\nvolume_size_gb = 0\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("upgrade_checks.resources.volumes"), "{err}");
-        assert!(err.contains("block-storage"), "{err}");
+        assert!(
+            err.contains("upgrade_checks.resources.volume_size_gb"),
+            "{err}"
+        );
     }
 
     #[test]

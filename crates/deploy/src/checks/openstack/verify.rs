@@ -1,11 +1,12 @@
 //! After the upgrade: every test resource still there and healthy, with evidence (the
 //! API's view of it and, for servers, the console output where the cloud gives it).
+//! Volumes are checked in [`super::volumes`].
 
 use gate_core::{Result, StageContext};
 use gate_openstack::{Api, Service};
 use serde_json::{Value, json};
 
-use super::{NETWORK, OpenStackResources, SERVER};
+use super::{NETWORK, OpenStackResources, SERVER, VOLUME};
 use crate::checks::cloud::{ResourceCheck, TestResource};
 use crate::host::HostSteps;
 
@@ -41,6 +42,9 @@ pub(super) async fn verify(
         let (problem, output) = match resource.kind.as_str() {
             SERVER => server(&api, resource).await,
             NETWORK => network(&api, resource).await,
+            VOLUME => super::volumes::verify(&api, resource)
+                .await
+                .unwrap_or_else(|e| api_problem(&format!("GET volumes/{}", resource.id), e)),
             other => (Some(format!("unknown kind `{other}`")), String::new()),
         };
         if matches!(problem, Some(ref p) if p == CANCELLED) {
