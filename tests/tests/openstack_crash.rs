@@ -1,15 +1,17 @@
 //! `gate` with the `pubcloud` provider on the harness's real Nova: `kill -9` during a
 //! 20-server allocation at a fixed sample of ledger points, then `gate cleanup` leaves no
 //! server (asked of Nova, not of the ledger); and with the ledger lost, `gate sweep` in two
-//! passes removes the leftovers but not a younger or a protected server.
+//! passes removes the leftovers but not a younger or a protected server, while a dry run
+//! and a pass inside the confirmation window delete nothing.
 //!
 //! The sample in CI: after every 4th ledger line of the allocation, and between a create
 //! call and its `created` line for the 1st and 20th server. The full sweep of points (every
 //! line) is `GATE_CRASH_ALL_POINTS=1 cargo test -p gate-tests --test openstack_crash`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 
 use gate_core::ledger::CRASH_POINT_ENV;
 use gate_test_harness::OpenStack;
@@ -71,6 +73,47 @@ fn crash(ws: &Workspace, point: &str) {
         .output()
         .unwrap();
     assert_eq!(out.status.signal(), Some(9), "{point}: {}", text(&out));
+}
+
+/// `gate sweep -c gate.toml <args>`, which must succeed.
+fn sweep(ws: &Workspace, args: &[&str]) -> Output {
+    let out = ws
+        .gate()
+        .args(["sweep", "-c", "gate.toml"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "sweep {args:?}: {}", text(&out));
+    out
+}
+
+/// Checks that `gate sweep`'s table lists exactly the servers `names`, each once, each with
+/// a status `expected` accepts.
+fn assert_listed(out: &Output, names: &BTreeSet<String>, expected: impl Fn(&str) -> bool) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut listed = BTreeSet::new();
+    for line in stdout.lines() {
+        // BACKEND KIND NAME WHERE RUN STATUS; only the status has spaces.
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        if cells.len() < 6 || cells[0] != "pubcloud" {
+            continue;
+        }
+        assert!(
+            listed.insert(cells[2]),
+            "{} listed twice: {}",
+            cells[2],
+            text(out)
+        );
+        let status = cells[5..].join(" ");
+        assert!(
+            expected(&status),
+            "{}: status `{status}`: {}",
+            cells[2],
+            text(out)
+        );
+    }
+    let names: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    assert_eq!(listed, names, "{}", text(out));
 }
 
 fn points() -> Vec<String> {
@@ -158,40 +201,68 @@ fn with_the_ledger_lost_two_sweep_passes_remove_the_leftovers_only() {
     let protected = boot("gate-keep-db", "2026-01-01T00:00:00Z");
     let younger = boot("gate-young-1", &gate_core::time::now_rfc3339());
 
-    // A dry run lists and records nothing.
-    let out = ws.run(&[
-        "sweep",
-        "-c",
-        "gate.toml",
-        "--dry-run",
-        "--confirm-after",
-        "0s",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let listed = String::from_utf8_lossy(&out.stdout);
+    let names: BTreeSet<String> = servers(&session)
+        .iter()
+        .filter(|s| leaked.iter().any(|id| s["id"] == id.as_str()))
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), HOSTS, "the leftovers have distinct names");
+    let sightings = ws.state().join("sweep-sightings.json");
+    let nothing_deleted = |what: &str| {
+        assert_eq!(
+            servers(&session).len(),
+            HOSTS + 2,
+            "{what} deleted something"
+        );
+    };
+
+    // A dry run lists every leftover by name, and nothing else; it deletes nothing and
+    // writes no sightings file.
+    let out = sweep(&ws, &["--dry-run", "--confirm-after", "0s"]);
+    assert_listed(&out, &names, |status| status == "seen");
     assert!(
-        listed.matches("would delete").count() == 0 && listed.matches("seen").count() >= HOSTS,
-        "{listed}"
+        !sightings.exists(),
+        "the dry run wrote {}",
+        sightings.display()
     );
-    assert!(
-        !listed.contains("gate-keep-db") && !listed.contains("gate-young-1"),
-        "{listed}"
-    );
-    assert!(!ws.state().join("sweep-sightings.json").exists());
+    nothing_deleted("the dry run");
 
     // The first pass only records sightings.
-    let out = ws.run(&["sweep", "-c", "gate.toml", "--confirm-after", "0s"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(
-        servers(&session).len(),
-        HOSTS + 2,
-        "the first pass deleted something"
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("first seen"));
+    let out = sweep(&ws, &["--confirm-after", "0s"]);
+    assert_listed(&out, &names, |status| status == "first seen");
+    nothing_deleted("the first pass");
+    let recorded: Value = serde_json::from_slice(&std::fs::read(&sightings).unwrap()).unwrap();
+    assert_eq!(recorded.as_object().unwrap().len(), HOSTS, "{recorded}");
 
-    // The second pass deletes what the first saw.
-    let out = ws.run(&["sweep", "-c", "gate.toml", "--confirm-after", "0s"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A second pass inside the confirmation window (the default 5 minutes) deletes nothing
+    // and says why: each leftover waits for a sighting old enough.
+    let out = sweep(&ws, &[]);
+    assert_listed(&out, &names, |status| {
+        status.starts_with("seen ") && status.ends_with("s ago, waiting")
+    });
+    let summary = format!("0 deleted; {HOSTS} waiting for a second sighting ≥ 300s apart");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&summary),
+        "{}",
+        text(&out)
+    );
+    nothing_deleted("a pass inside the window");
+
+    // Seen before, the leftovers are what a dry run would delete; it still deletes and
+    // records nothing.
+    let before = std::fs::read(&sightings).unwrap();
+    let out = sweep(&ws, &["--dry-run", "--confirm-after", "0s"]);
+    assert_listed(&out, &names, |status| status == "would delete");
+    assert_eq!(
+        std::fs::read(&sightings).unwrap(),
+        before,
+        "the dry run changed the sightings"
+    );
+    nothing_deleted("the dry run");
+
+    // A pass past the window deletes what the earlier passes saw, and only that.
+    let out = sweep(&ws, &["--confirm-after", "0s"]);
+    assert_listed(&out, &names, |status| status == "deleted");
     let mut left: Vec<String> = servers(&session)
         .iter()
         .map(|s| s["id"].as_str().unwrap().to_owned())
