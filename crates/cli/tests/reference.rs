@@ -274,10 +274,13 @@ unknown keys, naming the file, section and key. `gate init --provider X --deploy
     );
 
     index.push_str("\n## Backends\n\nOne page per backend, each with a complete example config that `gate plan` accepts.\n\n| section | backend | what it is |\n|---|---|---|\n");
+    let mut without_settings = Vec::new();
     for (section, backend) in backends(&registry) {
         let probed = probe(&registry, &section, &backend);
         let Some(probed) = probed else {
-            continue; // takes no settings (the `local` transport)
+            // Takes no settings (the `local` transport): listed after the table.
+            without_settings.push(format!("`[{section}]` `{backend}`"));
+            continue;
         };
         let groups = typed(&section, &backend);
         let summary = gate_cli::init::example(&section, &backend)
@@ -359,6 +362,12 @@ unknown keys, naming the file, section and key. `gate init --provider X --deploy
         generated
             .files
             .insert(path, page.trim_end().to_owned() + "\n");
+    }
+    if !without_settings.is_empty() {
+        index.push_str(&format!(
+            "\nBackends without settings (and so without a page): {}.\n",
+            without_settings.join(", ")
+        ));
     }
     generated.files.insert(index_path, index);
     generated
