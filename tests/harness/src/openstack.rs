@@ -2,6 +2,7 @@
 //! Placement, Glance and Heat from the pinned virtualenv (`scripts/openstack-env`), on
 //! sqlite, with RabbitMQ from Debian, plus the one stand-in, a small Neutron API (reads, ports and floating IPs).
 
+mod attach;
 mod cinder;
 mod config;
 mod ironic;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use crate::error::{HarnessError, Result};
 
+pub use attach::SERVICES_ENV;
 pub use cinder::Cinder;
 pub use ironic::{Ironic, IronicJoin, JoinedNode};
 pub use join::{FloatingNetwork, JoinGuard, Joined};
@@ -53,8 +55,10 @@ pub const REGION: &str = "RegionOne";
 /// process dies (even by SIGKILL). A test gets a project of its own with
 /// [`project`](Self::project), so tests never see each other's servers.
 ///
-/// Most tests share one set per test process through [`shared`](Self::shared); two test
-/// binaries running at once each get their own set, on other ports.
+/// Most tests share one set through [`shared`](Self::shared): one set per test run when
+/// [`SERVICES_ENV`] names the description of running services (`scripts/test` starts them
+/// with the harness's `openstack-services` binary), else one set per test process; two
+/// test binaries running at once without it each get their own set, on other ports.
 ///
 /// ```no_run
 /// use gate_test_harness::OpenStack;
@@ -70,7 +74,7 @@ pub const REGION: &str = "RegionOne";
 #[derive(Debug)]
 pub struct OpenStack {
     layout: config::Layout,
-    supervisor: services::Supervisor,
+    processes: Processes,
     admin: Credentials,
     image_id: String,
     flavor_id: String,
@@ -78,6 +82,15 @@ pub struct OpenStack {
     projects: AtomicUsize,
     /// Cinder, once [`cinder`](Self::cinder) started it (or failed to).
     cinder: OnceLock<std::result::Result<Cinder, String>>,
+}
+
+/// Who runs the service processes of a set.
+#[derive(Debug)]
+enum Processes {
+    /// This process started them: they are stopped on drop.
+    Owned(services::Supervisor),
+    /// Another process did (see [`OpenStack::attach`]): they outlive this one.
+    Attached,
 }
 
 impl OpenStack {
@@ -88,18 +101,52 @@ impl OpenStack {
         start::start()
     }
 
-    /// The set shared by every test of this test process, started by the first caller;
-    /// it is stopped when the process exits (by the watchdog). A failed start is
-    /// reported to every caller.
+    /// Attaches to the running services described in `path`, as
+    /// [`write_description`](Self::write_description) wrote it in the process that owns
+    /// them. Nothing is stopped on drop. Their Cinder, if they have one, is
+    /// [`cinder`](Self::cinder)'s. Fails with what to do when the file is missing, when
+    /// its process is gone, or when a service does not answer.
+    pub fn attach(path: &Path) -> Result<OpenStack> {
+        attach::attach(path)
+    }
+
+    /// The set shared by every test of this test process: attached to the services that
+    /// [`SERVICES_ENV`] names the description of when it is set (one set for the whole
+    /// test run), else started by the first caller and stopped when the process exits (by
+    /// the watchdog). A failed start or attach is reported to every caller.
     pub fn shared() -> Result<&'static OpenStack> {
         static SHARED: OnceLock<std::result::Result<OpenStack, String>> = OnceLock::new();
+        let described = std::env::var_os(SERVICES_ENV).filter(|path| !path.is_empty());
         SHARED
-            .get_or_init(|| OpenStack::start().map_err(|error| error.to_string()))
+            .get_or_init(|| {
+                match &described {
+                    Some(path) => OpenStack::attach(Path::new(path)),
+                    None => OpenStack::start(),
+                }
+                .map_err(|error| error.to_string())
+            })
             .as_ref()
             .map_err(|detail| HarnessError::Command {
-                command: "starting the shared OpenStack services".into(),
+                command: match &described {
+                    Some(_) => format!("the shared OpenStack services ({SERVICES_ENV} is set)"),
+                    None => "starting the shared OpenStack services".into(),
+                },
                 detail: detail.clone(),
             })
+    }
+
+    /// Writes what another process needs to [`attach`](Self::attach) to this set
+    /// (endpoints, ports, the run directory, RabbitMQ, the admin's credentials, Cinder if
+    /// [`cinder`](Self::cinder) started it) to `path` as JSON, mode 0600, once every
+    /// service answers; atomically (a temporary file renamed), so a reader never sees
+    /// half of it.
+    pub fn write_description(&self, path: &Path) -> Result<()> {
+        attach::write(self, path)
+    }
+
+    /// Whether another process owns these services ([`attach`](Self::attach)).
+    pub fn attached(&self) -> bool {
+        matches!(self.processes, Processes::Attached)
     }
 
     /// Keystone's URL for clients: `http://127.0.0.1:PORT/v3`.
@@ -123,9 +170,24 @@ impl OpenStack {
     /// credentials are in that project only, and other projects' are invisible to it (not
     /// listed, 404 by id). Quotas, flavors and the like are set with [`admin`](Self::admin).
     pub fn project(&self, label: &str) -> Result<Credentials> {
-        let n = self.projects.fetch_add(1, Ordering::SeqCst) + 1;
-        let name = format!("gate-test-{label}-{}-{n}", std::process::id());
-        project::create(&self.admin, &name)
+        loop {
+            let n = self.projects.fetch_add(1, Ordering::SeqCst) + 1;
+            let name = format!("gate-test-{label}-{}-{n}", std::process::id());
+            // Attached services outlive test processes: an earlier one with this pid may
+            // have left a project of this name.
+            if !self.attached() || !self.project_exists(&name)? {
+                return project::create(&self.admin, &name);
+            }
+        }
+    }
+
+    /// Whether Keystone has a project called `name`.
+    fn project_exists(&self, name: &str) -> Result<bool> {
+        let found = self
+            .admin
+            .session()?
+            .get("identity", &format!("/projects?name={name}"))?;
+        Ok(found["projects"].as_array().is_some_and(|p| !p.is_empty()))
     }
 
     /// The id of the public image [`IMAGE_NAME`].
@@ -177,7 +239,10 @@ impl OpenStack {
     }
 
     /// Registers another region, `name`, with every service of [`REGION`]; the services in
-    /// `through` are reached through their proxies. Regions are global: use unique names.
+    /// `through` are reached through their proxies. Regions are global to the set, which
+    /// attached test processes share: use unique names (with the pid). A region of that
+    /// name that is already there (left by an earlier process with the same pid) gets its
+    /// endpoints replaced.
     pub fn add_region(&self, name: &str, through: &[(&str, &FaultProxy)]) -> Result<()> {
         region::add(&self.admin, name, through)
     }
@@ -244,7 +309,9 @@ impl OpenStack {
     /// driver, from `target/cinder-venv` (`scripts/cinder-env`), on sqlite and this set's
     /// RabbitMQ, in its catalog as `block-storage` and `volumev3` — so only tokens issued
     /// after this call see it. Not part of [`start`](Self::start): a set without it has
-    /// no block-storage service. A failed start is reported to every caller.
+    /// no block-storage service. A failed start is reported to every caller. Attached
+    /// services bring the Cinder their owner started (`openstack-services` starts it with
+    /// the set); this never starts one beside them.
     pub fn cinder(&self) -> Result<&Cinder> {
         self.cinder
             .get_or_init(|| {
@@ -257,7 +324,8 @@ impl OpenStack {
             })
     }
 
-    /// The directory of the services' logs (`<service>.log`); removed on drop.
+    /// The directory of the services' logs (`<service>.log`); removed on drop (of the set
+    /// that owns the services).
     pub fn log_dir(&self) -> PathBuf {
         self.layout.path("logs")
     }
@@ -265,17 +333,27 @@ impl OpenStack {
     /// The log of one service (`keystone`, `nova-api`, `nova-compute`, `heat-engine`,
     /// `neutron-standin`, …), for a failing test's message.
     pub fn log(&self, service: &str) -> String {
-        std::fs::read_to_string(self.supervisor.log_of(service)).unwrap_or_default()
+        let path = self.log_dir().join(format!("{service}.log"));
+        std::fs::read_to_string(path).unwrap_or_default()
     }
 
-    /// How long the start took.
+    /// How long the start took (of attached services: in the process that owns them).
     pub fn started_in(&self) -> Duration {
         self.started_in
     }
 
-    /// The resident memory of every service process now, in bytes.
+    /// The resident memory of every service process now (Cinder's aside), in bytes.
     pub fn memory_bytes(&self) -> u64 {
-        services::groups_rss(&self.supervisor.pgids())
+        let pgids = match &self.processes {
+            Processes::Owned(supervisor) => supervisor.pgids(),
+            // The owner records each service's process group in the run directory.
+            Processes::Attached => std::fs::read_to_string(self.layout.path("pgids"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|line| line.trim().parse().ok())
+                .collect(),
+        };
+        services::groups_rss(&pgids)
     }
 
     /// The run directory (configuration, databases, logs, images).
@@ -286,6 +364,8 @@ impl OpenStack {
 
 impl Drop for OpenStack {
     fn drop(&mut self) {
-        self.supervisor.stop(Duration::from_secs(15));
+        if let Processes::Owned(supervisor) = &self.processes {
+            supervisor.stop(Duration::from_secs(15));
+        }
     }
 }

@@ -40,12 +40,15 @@ const DEADLINE: Duration = Duration::from_secs(180);
 ///
 /// Started once per [`OpenStack`](super::OpenStack) by its
 /// [`cinder`](super::OpenStack::cinder), stopped with it, and by the watchdog when the
-/// test process dies.
+/// test process dies. The Cinder of attached services (see
+/// [`OpenStack::attach`](super::OpenStack::attach)) belongs to the process that started
+/// it: it is left running.
 #[derive(Debug)]
 pub struct Cinder {
     dir: PathBuf,
     port: u16,
-    supervisor: Supervisor,
+    /// `None` when another process started it.
+    supervisor: Option<Supervisor>,
     started_in: Duration,
 }
 
@@ -83,7 +86,7 @@ impl Cinder {
             Ok(()) => Ok(Cinder {
                 dir,
                 port,
-                supervisor,
+                supervisor: Some(supervisor),
                 started_in: started.elapsed(),
             }),
             Err(error) => {
@@ -93,14 +96,31 @@ impl Cinder {
         }
     }
 
+    /// The Cinder another process started and keeps running, in run directory `dir`,
+    /// its API on `port`: never stopped from here.
+    pub(crate) fn attached(dir: PathBuf, port: u16, started_in: Duration) -> Cinder {
+        Cinder {
+            dir,
+            port,
+            supervisor: None,
+            started_in,
+        }
+    }
+
     /// The API's root for a project: `http://127.0.0.1:PORT/v3/<project_id>`.
     pub fn endpoint(&self, project_id: &str) -> String {
         format!("http://127.0.0.1:{}/v3/{project_id}", self.port)
     }
 
+    /// The API's port on 127.0.0.1.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The log of `cinder-api`, `cinder-scheduler`, `cinder-volume` or `cinder-manage`.
     pub fn log(&self, service: &str) -> String {
-        std::fs::read_to_string(self.supervisor.log_of(service)).unwrap_or_default()
+        let path = self.dir.join("logs").join(format!("{service}.log"));
+        std::fs::read_to_string(path).unwrap_or_default()
     }
 
     /// How long the start took.
@@ -116,7 +136,9 @@ impl Cinder {
 
 impl Drop for Cinder {
     fn drop(&mut self) {
-        self.supervisor.stop(Duration::from_secs(15));
+        if let Some(supervisor) = &self.supervisor {
+            supervisor.stop(Duration::from_secs(15));
+        }
     }
 }
 

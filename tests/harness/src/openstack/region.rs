@@ -8,10 +8,21 @@ use super::{FaultProxy, REGION};
 use crate::error::{HarnessError, Result};
 
 /// Registers region `name` with an endpoint for every service of [`REGION`]; services named
-/// in `through` get their URLs rewritten to go through that proxy.
+/// in `through` get their URLs rewritten to go through that proxy. A region `name` that is
+/// already there loses its endpoints first: services attached to by many test processes
+/// may still have one from an earlier process whose pid this one reuses.
 pub(crate) fn add(admin: &Credentials, name: &str, through: &[(&str, &FaultProxy)]) -> Result<()> {
     let session = admin.session()?;
-    session.post("identity", "/regions", &json!({"region": {"id": name}}))?;
+    let existing = session.call("GET", "identity", &format!("/regions/{name}"), None)?;
+    if existing.status == 200 {
+        let old = session.get("identity", &format!("/endpoints?region_id={name}"))?;
+        for endpoint in old["endpoints"].as_array().into_iter().flatten() {
+            let id = endpoint["id"].as_str().unwrap_or_default();
+            session.call_ok("DELETE", "identity", &format!("/endpoints/{id}"), None)?;
+        }
+    } else {
+        session.post("identity", "/regions", &json!({"region": {"id": name}}))?;
+    }
     let services = session.get("identity", "/services")?;
     let endpoints = session.get("identity", &format!("/endpoints?region_id={REGION}"))?;
     let list = endpoints["endpoints"]

@@ -57,7 +57,7 @@ pub(crate) fn start() -> Result<OpenStack> {
     match bring_up(&layout, &supervisor, &admin_password) {
         Ok((admin, image_id, flavor_id)) => Ok(OpenStack {
             layout,
-            supervisor,
+            processes: super::Processes::Owned(supervisor),
             admin,
             image_id,
             flavor_id,
