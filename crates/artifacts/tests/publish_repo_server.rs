@@ -1,9 +1,15 @@
 //! The `repo-server` publisher to a real sshd host (tests/harness `SshFleet`), by SFTP and
 //! by rsync: pinned host key, files renamed into place, the replace rule, the series lock,
-//! the manifest checked on the server. Needs root, sshd and rsync.
+//! the manifest checked on the server (and a file that no longer matches it refused). Needs
+//! root, sshd and rsync.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
+use std::time::Duration;
+
+use common::wait_until;
 
 use gate_artifacts::{RepoServerConfig, RepoServerPublisher};
 use gate_core::testkit::LocalStage;
@@ -189,4 +195,84 @@ async fn a_held_series_lock_and_a_wrong_host_key_stop_the_publish() {
         .to_string();
     assert!(error.to_lowercase().contains("host key"), "{error}");
     assert!(server.exec("test -e /srv/repo/master").status.code() != Some(0));
+}
+
+/// A source file changed after the publisher hashed it (while it waits for the series
+/// lock): what reaches the server is not what the manifest says, and the check on the
+/// server refuses it by name before the manifest goes up.
+async fn a_file_unlike_the_manifest_fails_the_check(method: &str) {
+    let fleet = SshFleet::start(1).unwrap();
+    let server = &fleet.hosts()[0];
+    let stage = LocalStage::new(1, Stage::Publish).await;
+    let src = stage.dir.path().join("src");
+    source(&src);
+    let cfg = config(
+        server,
+        &fleet,
+        stage.dir.path(),
+        &src,
+        &format!("method = \"{method}\"\ntries = 30"),
+    );
+    server
+        .exec_ok("mkdir -p /srv/repo/.gate-locks/master && echo 'gate-other-run' > /srv/repo/.gate-locks/master/owner")
+        .unwrap();
+    let cx = stage.cx.clone();
+    let publisher = RepoServerPublisher::new(cfg);
+    let publishing = tokio::spawn(async move { publisher.publish(&cx).await });
+    let log = stage.cx.logs_dir().join("repo-server.log");
+    wait_until(Duration::from_secs(60), "a try of the held lock", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("gate-lock"))
+    })
+    .await;
+    // The same size, other bytes: only the checksum tells them apart.
+    std::fs::write(src.join("wheels/a.whl"), "wheel b\n").unwrap();
+    server
+        .exec_ok("rm -rf /srv/repo/.gate-locks/master")
+        .unwrap();
+
+    let error = publishing.await.unwrap().unwrap_err().to_string();
+    assert!(
+        error.contains("the upload does not match the manifest: wheels/a.whl"),
+        "{error}"
+    );
+    assert!(!error.contains("b.whl"), "only the changed file: {error}");
+    assert_eq!(
+        server.exec_ok("cat /srv/repo/master/wheels/a.whl").unwrap(),
+        "wheel b\n",
+        "the server has the changed bytes"
+    );
+    assert!(
+        server
+            .exec("test -e /srv/repo/master/gate-manifest.json")
+            .status
+            .code()
+            != Some(0),
+        "no manifest goes up"
+    );
+    assert!(
+        !stage
+            .cx
+            .artifacts_dir
+            .join("published-repo-server.json")
+            .exists(),
+        "nothing is recorded as published"
+    );
+    assert!(
+        server
+            .exec("test -e /srv/repo/.gate-locks/master")
+            .status
+            .code()
+            != Some(0),
+        "the lock is released"
+    );
+}
+
+#[tokio::test]
+async fn sftp_publish_of_a_file_unlike_the_manifest_fails_naming_it() {
+    a_file_unlike_the_manifest_fails_the_check("sftp").await;
+}
+
+#[tokio::test]
+async fn rsync_publish_of_a_file_unlike_the_manifest_fails_naming_it() {
+    a_file_unlike_the_manifest_fails_the_check("rsync").await;
 }

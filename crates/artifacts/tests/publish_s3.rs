@@ -1,82 +1,21 @@
 //! The `s3` publisher against a real S3 server (`s3s-fs` from tests/harness, SigV4 auth):
-//! multipart uploads, checksums, the replace rule, wrong credentials, an interrupted
-//! publish and its rerun.
+//! multipart uploads, checksums, an object changed under the publisher, the expiry as the
+//! server keeps it, the replace rule, wrong credentials, an interrupted publish and its
+//! rerun. (Credentials from the environment: `publish_s3_env.rs`.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
+use common::s3_setup::{KEY, SECRET, assert_objects_whole, client, config, source};
 use common::wait_until;
 use gate_artifacts::manifest::hash_file;
-use gate_artifacts::{Manifest, S3Config, S3Publisher};
+use gate_artifacts::{Manifest, S3Publisher};
 use gate_core::testkit::LocalStage;
 use gate_core::{ArtifactPublisher, Secret, Stage};
 use gate_test_harness::S3Server;
 use tokio_util::sync::CancellationToken;
-
-const KEY: &str = "AKIDGATETEST";
-const SECRET: &str = "gate-test-secret-key-7f3a";
-
-fn config(s3: &S3Server, source: &Path, prefix: &str) -> S3Config {
-    let toml = format!(
-        r#"
-source = "{}"
-on = "local"
-bucket = "artifacts"
-prefix = "{prefix}"
-endpoint = "{}"
-access_key = {{ secret = "{}" }}
-secret_key = {{ secret = "{}" }}
-multipart_threshold_mb = 5
-part_size_mb = 5
-backoff_ms = 10
-"#,
-        source.display(),
-        s3.endpoint(),
-        s3.access_key(),
-        s3.secret_key()
-    );
-    gate_core::BackendConfig::from_toml("publisher", "s3", &toml)
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-/// A source tree: `small` files of 10 KB and one 12 MB file (three parts).
-fn source(dir: &Path, small: usize) {
-    std::fs::create_dir_all(dir.join("logs/deep")).unwrap();
-    for n in 0..small {
-        std::fs::write(
-            dir.join(format!("logs/f{n:03}.log")),
-            format!("{n}\n").repeat(2500),
-        )
-        .unwrap();
-    }
-    let big: Vec<u8> = (0..12 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(dir.join("logs/deep/big.bin"), big).unwrap();
-}
-
-/// Every object under `prefix` equals its source file (none is partial).
-fn assert_objects_whole(s3: &S3Server, source: &Path, prefix: &str) -> usize {
-    let keys = s3.keys("artifacts");
-    let mut seen = 0;
-    for key in keys.iter().filter(|k| k.starts_with(prefix)) {
-        let relative = &key[prefix.len()..];
-        if relative == "gate-manifest.json" {
-            continue;
-        }
-        let stored = hash_file(&s3.object_path("artifacts", key)).unwrap();
-        assert_eq!(
-            stored,
-            hash_file(&source.join(relative)).unwrap(),
-            "{key} is partial"
-        );
-        seen += 1;
-    }
-    seen
-}
 
 #[tokio::test]
 async fn s3_publish_uploads_in_parts_verifies_and_reports_urls() {
@@ -235,4 +174,105 @@ async fn s3_publish_interrupted_half_way_shows_no_partial_object_and_a_rerun_com
         s3.keys("artifacts")
             .contains(&"int/gate-manifest.json".to_owned())
     );
+}
+
+#[tokio::test]
+async fn s3_an_object_changed_before_the_final_check_fails_the_publish_naming_it() {
+    let s3 = S3Server::start(KEY, SECRET).unwrap();
+    s3.create_bucket("artifacts").unwrap();
+    let stage = LocalStage::new(1, Stage::Publish).await;
+    let src = stage.dir.path().join("src");
+    source(&src, 300);
+    let mut cfg = config(&s3, &src, "chk");
+    cfg.parallel = 1;
+    let cx = stage.cx.clone();
+    let publisher = S3Publisher::new(cfg);
+    let publishing = tokio::spawn(async move { publisher.publish(&cx).await });
+    // One at a time, 301 objects: the first ones are in long before the check at the end.
+    let changed = s3.object_path("artifacts", "chk/logs/f000.log");
+    wait_until(Duration::from_secs(30), "the first objects", || {
+        s3.keys("artifacts").len() >= 20
+    })
+    .await;
+    let mut stored = std::fs::read(&changed).unwrap();
+    stored.extend_from_slice(b"not what gate sent\n");
+    std::fs::write(&changed, stored).unwrap();
+
+    let error = publishing.await.unwrap().unwrap_err().to_string();
+    assert!(
+        error.contains("the upload does not match the manifest")
+            && error.contains("chk/logs/f000.log (5019 bytes")
+            && error.contains("expected 5000 bytes"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("f001.log"),
+        "only the changed object: {error}"
+    );
+    assert!(
+        !s3.keys("artifacts")
+            .contains(&"chk/gate-manifest.json".to_owned()),
+        "no manifest goes up"
+    );
+    assert!(
+        !stage.cx.artifacts_dir.join("published-s3.json").exists(),
+        "nothing is recorded as published"
+    );
+}
+
+#[tokio::test]
+async fn s3_expiry_is_on_every_object_as_the_server_keeps_it() {
+    let s3 = S3Server::start(KEY, SECRET).unwrap();
+    s3.create_bucket("artifacts").unwrap();
+    let stage = LocalStage::new(1, Stage::Publish).await;
+    let src = stage.dir.path().join("src");
+    source(&src, 2);
+    let mut cfg = config(&s3, &src, "exp");
+    cfg.expiry_days = Some(7);
+    let before = time::OffsetDateTime::now_utc();
+    S3Publisher::new(cfg).publish(&stage.cx).await.unwrap();
+    let after = time::OffsetDateTime::now_utc();
+
+    let published: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(stage.cx.artifacts_dir.join("published-s3.json")).unwrap(),
+    )
+    .unwrap();
+    // s3s-fs keeps no lifecycle rules, so gate says it set an `Expires` on each object.
+    assert_eq!(
+        published["expiry"], "Expires set 7 days ahead on each object",
+        "{published}"
+    );
+    let reader = client(&s3);
+    assert!(reader.get_bucket_lifecycle().await.is_err());
+    let keys = s3.keys("artifacts");
+    assert_eq!(
+        keys,
+        [
+            "exp/gate-manifest.json",
+            "exp/logs/deep/big.bin",
+            "exp/logs/f000.log",
+            "exp/logs/f001.log"
+        ]
+    );
+    // Every object, the one sent in parts and the manifest too, carries it on the server.
+    for key in &keys {
+        let (head, status) = reader.head_object(key).await.unwrap();
+        assert_eq!(status, 200, "{key}");
+        let expires = head
+            .expires
+            .unwrap_or_else(|| panic!("{key} has no Expires"));
+        let at = time::OffsetDateTime::parse(
+            &expires.replace(" GMT", " +0000"),
+            &time::format_description::well_known::Rfc2822,
+        )
+        .unwrap_or_else(|e| panic!("{key}: Expires `{expires}`: {e}"));
+        let (earliest, latest) = (
+            before + time::Duration::days(7) - time::Duration::seconds(1),
+            after + time::Duration::days(7) + time::Duration::seconds(1),
+        );
+        assert!(
+            earliest <= at && at <= latest,
+            "{key}: Expires {at}, not 7 days ahead"
+        );
+    }
 }

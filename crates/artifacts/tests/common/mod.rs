@@ -1,5 +1,9 @@
-//! A stage context whose hosts are a real sshd fleet (tests/harness), reached over SSH.
+//! What the tests share: a stage context whose hosts are a real sshd fleet (tests/harness),
+//! reached over SSH; polling with a deadline; the setup of the `s3` publisher's tests
+//! ([`s3_setup`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod s3_setup;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
