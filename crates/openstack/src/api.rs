@@ -624,9 +624,19 @@ pub fn is_quota(status: u16, message: &str) -> bool {
     matches!(status, 403 | 409 | 413) && message.to_ascii_lowercase().contains("quota")
 }
 
-/// The seconds of a `Retry-After` header (delta-seconds form).
+/// How long a `Retry-After` header asks to wait: delta-seconds (`120`) or an HTTP-date
+/// (`Wed, 21 Oct 2015 07:28:00 GMT`, zero once it has passed); `None` for anything else.
 pub fn retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    // IMF-fixdate, the form HTTP servers send, is RFC 2822 with the zone `GMT`.
+    let date = value.strip_suffix(" GMT")?;
+    let rfc2822 = time::format_description::well_known::Rfc2822;
+    let at = time::OffsetDateTime::parse(&format!("{date} +0000"), &rfc2822).ok()?;
+    let ahead = at - time::OffsetDateTime::now_utc();
+    Some(Duration::try_from(ahead).unwrap_or(Duration::ZERO))
 }
 
 /// Whether an osauth error (raised before the request itself was answered: token refresh,
@@ -641,4 +651,106 @@ pub(crate) fn transient_kind(kind: ErrorKind) -> bool {
             | ErrorKind::InvalidConfig
             | ErrorKind::IncompatibleApiVersion
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use super::*;
+
+    /// An HTTP server on 127.0.0.1 that answers its first request 429 (with `Retry-After:
+    /// <secs>` when given) and every later one 200, noting when each request arrived.
+    fn throttling_server(retry_after: Option<u32>) -> (String, Arc<Mutex<Vec<Instant>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let seen = arrivals.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let first = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(Instant::now());
+                    seen.len() == 1
+                };
+                let answer = match (first, retry_after) {
+                    (false, _) => "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                                   Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+                        .to_owned(),
+                    (true, header) => format!(
+                        "HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n{}Connection: close\r\n\r\n",
+                        header
+                            .map(|secs| format!("Retry-After: {secs}\r\n"))
+                            .unwrap_or_default()
+                    ),
+                };
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        (url, arrivals)
+    }
+
+    /// The time between the first (429) and the second request of a call to a server
+    /// answering as [`throttling_server`] does.
+    async fn gap_after_429(retry_after: Option<u32>) -> Duration {
+        let (url, arrivals) = throttling_server(retry_after);
+        let retry = RetryConfig {
+            tries: 3,
+            first_delay_secs: 0.05,
+            max_delay_secs: 10.0,
+            ..RetryConfig::default()
+        };
+        let cloud = Cloud::standalone(&url, None, &retry).await.unwrap();
+        let api = cloud.region(None, &CancellationToken::new());
+        api.get(Service::Orchestration, "stacks", &[])
+            .await
+            .unwrap();
+        let arrivals = arrivals.lock().unwrap().clone();
+        assert_eq!(arrivals.len(), 2, "one 429, then the retry");
+        arrivals[1] - arrivals[0]
+    }
+
+    #[tokio::test]
+    async fn a_429_is_retried_no_sooner_than_its_retry_after() {
+        let gap = gap_after_429(Some(2)).await;
+        assert!(gap >= Duration::from_secs(2), "retried after {gap:?}");
+        // Without the header the first backoff step (0.05 s) applies: the 2 s above came
+        // from the header.
+        let gap = gap_after_429(None).await;
+        assert!(gap < Duration::from_secs(1), "retried after {gap:?}");
+    }
+
+    #[test]
+    fn retry_after_takes_delta_seconds_and_http_dates() {
+        assert_eq!(retry_after(" 2 "), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after("0"), Some(Duration::ZERO));
+        // An HTTP-date in the past: no wait.
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        // One a minute ahead: about a minute.
+        let ahead = time::OffsetDateTime::now_utc() + Duration::from_secs(60);
+        let format = time::format_description::parse(
+            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT",
+        )
+        .unwrap();
+        let header = ahead.format(&format).unwrap();
+        let wait = retry_after(&header).unwrap();
+        assert!(
+            wait > Duration::from_secs(55) && wait <= Duration::from_secs(60),
+            "{header}: {wait:?}"
+        );
+        assert_eq!(retry_after("-1"), None);
+        assert_eq!(retry_after("soon"), None);
+    }
 }

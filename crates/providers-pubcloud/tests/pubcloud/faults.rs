@@ -1,7 +1,7 @@
 //! `pubcloud` fault cases against real services, faults on a fixed schedule from the
 //! harness's fault-injecting proxy: a region whose builds fail (a real NoValidHost) falls
 //! back to the next, 429/503 answers are retried, a real Nova quota stops a region with a
-//! clear message, a boot that never finishes times out, and 20 servers boot concurrently
+//! clear message (and the next region serves), a boot that never finishes times out, and 20 servers boot concurrently
 //! within the bound.
 
 use std::path::Path;
@@ -162,6 +162,78 @@ async fn a_real_quota_error_fails_the_region_clearly_and_leaves_nothing() {
     assert!(project.servers().is_empty(), "{:?}", project.servers());
     assert!(cx.ledger.live().unwrap().is_empty());
     drop(join);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_quota_error_in_the_first_region_falls_back_to_the_next() {
+    let cloud = cloud();
+    // Nova's quotas are per project, not per region: the proxied region asks for a flavor
+    // with more vCPUs than the project's 100-core quota, so Nova itself refuses every
+    // create there with its 403 "Quota exceeded for cores" (scheduling never starts).
+    cloud.flavor("gate.greedy", 200, 512, 1).unwrap();
+    let proxy = cloud.proxy("compute").unwrap();
+    proxy.set_faults(Faults {
+        rewrite: Some(Rewrite {
+            method: "POST".into(),
+            path_suffix: "/servers".into(),
+            from: format!("\"flavorRef\":\"{}\"", cloud.flavor_id()),
+            to: "\"flavorRef\":\"gate.greedy\"".into(),
+        }),
+        ..Faults::default()
+    });
+    let full = region("Full");
+    cloud.add_region(&full, &[("compute", &proxy)]).unwrap();
+
+    let project = Project::new("quotafallback");
+    let fleet = SshFleet::start(2).unwrap();
+    let join = cloud
+        .join_servers_to(&fleet, Some(project.creds.project_id()))
+        .unwrap();
+    let connector = Arc::new(fleet_connector(&fleet, &known_hosts(project.dir.path())));
+    let provider = project.provider(&format!(
+        "hosts = 2\nregions = [\"{full}\"]\nfallback_regions = [\"RegionOne\"]"
+    ));
+    let cx = project.context(connector);
+    let inventory = provider.allocate(&cx).await.unwrap();
+    assert_eq!(inventory.len(), 2);
+
+    // The quota answer came from Nova (not the proxy), and only once per create: a quota
+    // error is not retried.
+    let posts: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "POST" && s.path.ends_with("/servers"))
+        .collect();
+    assert!(!posts.is_empty(), "{full} was never tried");
+    assert!(
+        posts.iter().all(|s| s.status == 403 && !s.injected),
+        "{posts:?}"
+    );
+    assert!(posts.len() <= 2, "a quota error was retried: {posts:?}");
+    let servers = project.servers();
+    assert_eq!(servers.len(), 2, "{servers:?}");
+    assert!(
+        servers
+            .iter()
+            .all(|s| s["status"] == "ACTIVE" && s["flavor"]["original_name"] == "gate.small"),
+        "{servers:?}"
+    );
+    let live = cx.ledger.live().unwrap();
+    assert_eq!(live.len(), 2, "{live:?}");
+    assert!(live.iter().all(|r| r.spec.scope == "RegionOne"), "{live:?}");
+    assert!(
+        cx.ledger
+            .replay()
+            .unwrap()
+            .entries
+            .iter()
+            .all(|e| e.spec.scope != full || e.op != gate_core::ledger::Op::Created),
+        "nothing was created in {full}"
+    );
+
+    cleanup(provider, &cx).await;
+    assert!(project.servers().is_empty());
+    assert!(join.errors().is_empty(), "{:?}", join.errors());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

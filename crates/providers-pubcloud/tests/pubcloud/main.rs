@@ -8,6 +8,7 @@
 mod faults;
 mod floating;
 mod keypairs;
+mod os_cloud;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,7 +139,7 @@ async fn pubcloud_passes_the_conformance_checks_on_real_nova() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn servers_carry_tags_and_root_gets_the_run_keys_from_user_data() {
+async fn servers_carry_tags_and_root_gets_the_keys_files_and_the_run_keys_from_user_data() {
     let project = Project::new("tags");
     let fleet = SshFleet::start(1).unwrap();
     let join = cloud()
@@ -158,7 +159,16 @@ async fn servers_carry_tags_and_root_gets_the_run_keys_from_user_data() {
         ..gate_ssh::SshConfig::default()
     }));
     let provider = project.provider("hosts = 1\nname = \"gate-tagged\"\nregions = [\"RegionOne\"]");
+    // The team's keys file: two keys besides the run's own.
+    let team: Vec<gate_core::keys::RunKey> = ["alice", "bob"]
+        .iter()
+        .map(|who| gate_core::keys::RunKey::generate(&dir.path().join(who), who).unwrap())
+        .collect();
+    let keys_text: String = team.iter().map(|k| k.public.line() + "\n").collect();
+    let keys_file =
+        gate_core::keys::KeysFile::parse("file:///team-keys", keys_text.as_bytes()).unwrap();
     let mut cx = context(connector, dir.path(), &run_id);
+    cx.keys.keys_file = Some(keys_file);
     cx.keys.run_key = Some(run_key.clone());
     let inventory = provider.allocate(&cx).await.unwrap();
     assert_eq!(inventory.primary().name, "gate-tagged-1");
@@ -176,10 +186,34 @@ async fn servers_carry_tags_and_root_gets_the_run_keys_from_user_data() {
             .ends_with('Z'),
         "{server}"
     );
+    // Every key is in the user data Nova keeps for the server (as the admin sees it), so
+    // in root's authorized_keys on the host that played cloud-init for it.
+    let id = server["id"].as_str().unwrap();
+    let user_data = admin_user_data(id);
     let authorized = fleet.hosts()[0]
         .exec_ok("cat /root/.ssh/authorized_keys")
         .unwrap();
-    assert!(authorized.contains(&run_key.public.blob), "{authorized}");
+    for key in team.iter().chain([&run_key]) {
+        assert!(
+            user_data.contains(&key.public.line()),
+            "{:?} not in the user data:\n{user_data}",
+            key.public.comment
+        );
+        assert!(authorized.contains(&key.public.blob), "{authorized}");
+    }
+    // A team member logs in as root with their own key.
+    let alice = gate_ssh::SshConnector::new(gate_ssh::SshConfig {
+        identities: vec![team[0].private_path.clone()],
+        agent: false,
+        known_hosts: Some(dir.path().join("known_hosts_alice")),
+        connect_timeout_secs: 30,
+        poll_secs: 1,
+        ..gate_ssh::SshConfig::default()
+    });
+    let transport = gate_core::Connector::connect(&alice, inventory.primary(), &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("alice's key was refused: {e}"));
+    drop(transport);
 
     let live = cx.ledger.live().unwrap();
     assert_eq!(live.len(), 1);
@@ -194,6 +228,26 @@ async fn servers_carry_tags_and_root_gets_the_run_keys_from_user_data() {
     .unwrap();
     assert!(project.server_names().is_empty());
     drop(join);
+}
+
+/// The user data of server `id`, decoded, as the cloud admin reads it from Nova
+/// (`OS-EXT-SRV-ATTR:user_data`, base64).
+fn admin_user_data(id: &str) -> String {
+    let admin = cloud().admin().session().unwrap();
+    let server = admin.get("compute", &format!("/servers/{id}")).unwrap();
+    let encoded = server["server"]["OS-EXT-SRV-ATTR:user_data"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no user data: {server}"));
+    let mut decode = std::process::Command::new("base64")
+        .arg("--decode")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut decode.stdin.take().unwrap(), encoded.as_bytes()).unwrap();
+    let output = decode.wait_with_output().unwrap();
+    assert!(output.status.success(), "{encoded} is not base64");
+    String::from_utf8(output.stdout).unwrap()
 }
 
 pub(crate) fn lookup(provider: Arc<PubcloudProvider>) -> gate_core::CleanerLookup {
