@@ -81,3 +81,98 @@ fn convert_merge_and_summary_work_on_a_real_stream() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("broken.xml"));
 }
+
+/// The lines of `summary`'s "slowest:" block.
+fn slowest_block(summary: &str) -> Vec<&str> {
+    summary
+        .split_once("\nslowest:\n")
+        .map(|(_, rest)| rest.lines().take_while(|l| !l.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn summary_lists_the_slowest_tests_slowest_first_with_their_times() {
+    let ws = Workspace::new();
+    // Tests of known durations, from the timestamps python-subunit writes into the stream.
+    let script = r#"
+import sys, datetime
+from subunit.v2 import StreamResultToBytes
+def ts(s, us=0):
+    return datetime.datetime.fromtimestamp(s, datetime.timezone.utc).replace(microsecond=us)
+out = StreamResultToBytes(sys.stdout.buffer)
+for name, start, end, status in [
+    ("test_a", (100, 0), (100, 500000), "success"),    # 0.5 s
+    ("test_b", (200, 0), (203, 250000), "fail"),       # 3.25 s
+    ("test_c", (300, 900000), (301, 900000), "success"),  # 1 s
+    ("test_d", (400, 0), (400, 125000), "skip"),       # 0.125 s
+]:
+    out.status(test_id="m.C." + name, test_status="inprogress", timestamp=ts(*start))
+    extra = {}
+    if status == "fail":
+        extra = dict(file_name="traceback", file_bytes=b"AssertionError: slow and wrong",
+                     mime_type="text/plain", eof=True)
+    out.status(test_id="m.C." + name, test_status=status, timestamp=ts(*end), **extra)
+"#;
+    let made = std::process::Command::new(venv().join("bin/python"))
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    std::fs::write(ws.path().join("timed.subunit"), &made.stdout).unwrap();
+    let out = ws.run(&["junit", "convert", "timed.subunit", "timed.xml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A second file, so the order holds across files too.
+    std::fs::write(
+        ws.path().join("other.xml"),
+        "<testsuite name=\"o\" tests=\"2\"><testcase classname=\"o.D\" name=\"test_two\" time=\"2.0\"/><testcase classname=\"o.D\" name=\"test_none\"/></testsuite>",
+    )
+    .unwrap();
+
+    let out = ws.run(&["junit", "summary", "timed.xml", "other.xml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.starts_with("6 tests: 4 passed, 1 failed, 0 errors, 1 skipped\n"),
+        "{summary}"
+    );
+    assert_eq!(
+        slowest_block(&summary),
+        [
+            "      3.250s  m.C.test_b",
+            "      2.000s  o.D.test_two",
+            "      1.000s  m.C.test_c",
+            "      0.500s  m.C.test_a",
+            "      0.125s  m.C.test_d",
+            "      0.000s  o.D.test_none",
+        ],
+        "{summary}"
+    );
+    assert!(
+        summary.contains("\nfailures:\n  failed m.C.test_b: AssertionError: slow and wrong"),
+        "{summary}"
+    );
+
+    let out = ws.run(&[
+        "junit",
+        "summary",
+        "--slowest",
+        "2",
+        "timed.xml",
+        "other.xml",
+    ]);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        slowest_block(&summary),
+        ["      3.250s  m.C.test_b", "      2.000s  o.D.test_two"],
+        "{summary}"
+    );
+
+    let out = ws.run(&["junit", "summary", "--slowest", "0", "timed.xml"]);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!summary.contains("slowest"), "{summary}");
+}

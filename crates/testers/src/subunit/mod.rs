@@ -66,6 +66,8 @@ pub struct RunError<'a> {
 /// A test in flight: what has been seen of it so far.
 #[derive(Debug, Default)]
 struct InFlight {
+    /// An `inprogress` status was seen (with or without a timestamp).
+    running: bool,
     started: Option<(u32, u32)>,
     attachments: Vec<(String, Option<String>, Vec<u8>)>,
 }
@@ -144,8 +146,11 @@ pub fn convert_with_errors<R: Read>(
                     continue;
                 }
                 let test = in_flight.entry(id.clone()).or_default();
-                if status == Status::InProgress && test.started.is_none() {
-                    test.started = packet.timestamp;
+                if status == Status::InProgress {
+                    test.running = true;
+                    if test.started.is_none() {
+                        test.started = packet.timestamp;
+                    }
                 }
                 if let Some((name, bytes)) = packet.file {
                     match test.attachments.iter_mut().find(|(n, _, _)| *n == name) {
@@ -165,10 +170,12 @@ pub fn convert_with_errors<R: Read>(
             }
         }
     }
-    // Tests that started but never finished: the run broke while they ran.
+    // Tests that started but never finished: the run broke while they ran. A test only
+    // listed (`exists`) is enumeration, not a result, and is left out as subunit2junitxml
+    // leaves it out; a started one counts whether or not its packets carry timestamps.
     let mut unfinished: Vec<_> = in_flight
         .into_iter()
-        .filter(|(_, t)| t.started.is_some() || !t.attachments.is_empty())
+        .filter(|(_, t)| t.running || !t.attachments.is_empty())
         .collect();
     unfinished.sort_by(|a, b| a.0.cmp(&b.0));
     let unfinished_count = unfinished.len() as u64;

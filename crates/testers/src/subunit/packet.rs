@@ -169,7 +169,8 @@ impl<R: Read> Reader<R> {
                 Some(_) => continue,
             }
         };
-        let mut header = [0u8; 5];
+        // The signature, two bytes of flags and a length of up to three bytes.
+        let mut header = [0u8; 6];
         header[0] = SIGNATURE;
         let got = self.fill(&mut header[1..3])?;
         if got < 2 {
@@ -354,3 +355,7 @@ fn decode_body(flags: u16, data: &[u8]) -> Result<Packet, String> {
     }
     Ok(packet)
 }
+
+#[cfg(test)]
+#[path = "packet_tests.rs"]
+mod tests;
