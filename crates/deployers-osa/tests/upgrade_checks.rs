@@ -257,53 +257,31 @@ impl TestCloud {
 
     /// Every server of the project, as Nova shows it.
     fn servers(&self) -> Vec<Value> {
-        let list = self
-            .creds
-            .session()
-            .unwrap()
-            .get("compute", "/servers/detail")
-            .unwrap();
-        list["servers"].as_array().unwrap().clone()
+        self.list("compute", "servers")
     }
 
     /// Every volume of the project, as Cinder shows it.
     fn volumes(&self) -> Vec<Value> {
-        let list = self
-            .creds
-            .session()
-            .unwrap()
-            .get("block-storage", "/volumes/detail")
-            .unwrap();
-        list["volumes"].as_array().unwrap().clone()
+        self.list("block-storage", "volumes")
     }
 
-    /// Deletes volume `id` behind gate's back and waits for Cinder's 404.
-    fn delete_volume_behind_gates_back(&self, id: &str) {
+    /// The `collection` of `service` (`servers`, `volumes`) in detail.
+    fn list(&self, service: &str, collection: &str) -> Vec<Value> {
         let session = self.creds.session().unwrap();
-        let path = format!("/volumes/{id}");
-        session
-            .call_ok("DELETE", "block-storage", &path, None)
+        let list = session
+            .get(service, &format!("/{collection}/detail"))
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while session
-            .call("GET", "block-storage", &path, None)
-            .unwrap()
-            .status
-            != 404
-        {
-            assert!(Instant::now() < deadline, "volume {id} was never deleted");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        list[collection].as_array().unwrap().clone()
     }
 
-    /// Deletes server `id` behind gate's back and waits for Nova's 404.
-    fn delete_behind_gates_back(&self, id: &str) {
+    /// Deletes `/<collection>/<id>` of `service` behind gate's back and waits for its 404.
+    fn delete_behind_gates_back(&self, service: &str, collection: &str, id: &str) {
         let session = self.creds.session().unwrap();
-        let path = format!("/servers/{id}");
-        session.call_ok("DELETE", "compute", &path, None).unwrap();
+        let path = format!("/{collection}/{id}");
+        session.call_ok("DELETE", service, &path, None).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while session.call("GET", "compute", &path, None).unwrap().status != 404 {
-            assert!(Instant::now() < deadline, "server {id} was never deleted");
+        while session.call("GET", service, &path, None).unwrap().status != 404 {
+            assert!(Instant::now() < deadline, "{path} was never deleted");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -557,7 +535,7 @@ async fn a_test_server_deleted_behind_gates_back_mid_upgrade_fails_the_checks_na
             .and_then(|s| s["id"].as_str())
             .unwrap_or_else(|| panic!("no {victim}: {servers:#?}"));
         wait_probe(fs.host(1), 0, "ok", 0);
-        tc.delete_behind_gates_back(id);
+        tc.delete_behind_gates_back("compute", "servers", id);
     })
     .await
     .unwrap_err()
@@ -664,7 +642,7 @@ async fn test_volumes_are_made_available_before_the_upgrade_verified_after_it_an
             .find(|v| v["name"] == victim.as_str())
             .and_then(|v| v["id"].as_str())
             .unwrap_or_else(|| panic!("no {victim}: {during_upgrade:#?}"));
-        tc.delete_volume_behind_gates_back(id);
+        tc.delete_behind_gates_back("block-storage", "volumes", id);
     })
     .await
     .unwrap_err()

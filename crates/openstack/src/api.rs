@@ -740,11 +740,10 @@ mod tests {
         );
         // One a minute ahead: about a minute.
         let ahead = time::OffsetDateTime::now_utc() + Duration::from_secs(60);
-        let format = time::format_description::parse(
-            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT",
-        )
-        .unwrap();
-        let header = ahead.format(&format).unwrap();
+        let rfc2822 = ahead
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap();
+        let header = rfc2822.replace(" +0000", " GMT");
         let wait = retry_after(&header).unwrap();
         assert!(
             wait > Duration::from_secs(55) && wait <= Duration::from_secs(60),

@@ -1,8 +1,8 @@
 //! `pubcloud` fault cases against real services, faults on a fixed schedule from the
 //! harness's fault-injecting proxy: a region whose builds fail (a real NoValidHost) falls
 //! back to the next, 429/503 answers are retried, a real Nova quota stops a region with a
-//! clear message (and the next region serves), a boot that never finishes times out, and 20 servers boot concurrently
-//! within the bound.
+//! clear message (and the next region serves), a boot that never finishes times out, and
+//! 20 servers boot concurrently within the bound.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +20,26 @@ use super::{Project, cloud, lookup};
 /// A region name no other test uses.
 fn region(label: &str) -> String {
     format!("Region{label}{}", std::process::id())
+}
+
+/// A region (named after `label`) whose compute endpoint is a proxy that makes every server
+/// create ask for `flavor` instead of the provider's: the real Nova then answers as it
+/// answers for that flavor. Gives the proxy (its `seen()`) and the region's name.
+fn region_creating(flavor: &str, label: &str) -> (FaultProxy, String) {
+    let cloud = cloud();
+    let proxy = cloud.proxy("compute").unwrap();
+    proxy.set_faults(Faults {
+        rewrite: Some(Rewrite {
+            method: "POST".into(),
+            path_suffix: "/servers".into(),
+            from: format!("\"flavorRef\":\"{}\"", cloud.flavor_id()),
+            to: format!("\"flavorRef\":\"{flavor}\""),
+        }),
+        ..Faults::default()
+    });
+    let name = region(label);
+    cloud.add_region(&name, &[("compute", &proxy)]).unwrap();
+    (proxy, name)
 }
 
 async fn cleanup(provider: Arc<PubcloudProvider>, cx: &AllocateContext) {
@@ -42,18 +62,7 @@ async fn a_region_whose_builds_fail_is_emptied_and_the_fallback_region_serves() 
     // A disk bigger than the fake compute host's (within every quota): Nova's scheduler
     // answers NoValidHost for real.
     cloud.flavor("gate.huge", 1, 512, 10_000_000).unwrap();
-    let proxy = cloud.proxy("compute").unwrap();
-    proxy.set_faults(Faults {
-        rewrite: Some(Rewrite {
-            method: "POST".into(),
-            path_suffix: "/servers".into(),
-            from: format!("\"flavorRef\":\"{}\"", cloud.flavor_id()),
-            to: "\"flavorRef\":\"gate.huge\"".into(),
-        }),
-        ..Faults::default()
-    });
-    let broken = region("Broken");
-    cloud.add_region(&broken, &[("compute", &proxy)]).unwrap();
+    let (proxy, broken) = region_creating("gate.huge", "Broken");
 
     let project = Project::new("fallback");
     let fleet = SshFleet::start(2).unwrap();
@@ -171,18 +180,7 @@ async fn a_real_quota_error_in_the_first_region_falls_back_to_the_next() {
     // with more vCPUs than the project's 100-core quota, so Nova itself refuses every
     // create there with its 403 "Quota exceeded for cores" (scheduling never starts).
     cloud.flavor("gate.greedy", 200, 512, 1).unwrap();
-    let proxy = cloud.proxy("compute").unwrap();
-    proxy.set_faults(Faults {
-        rewrite: Some(Rewrite {
-            method: "POST".into(),
-            path_suffix: "/servers".into(),
-            from: format!("\"flavorRef\":\"{}\"", cloud.flavor_id()),
-            to: "\"flavorRef\":\"gate.greedy\"".into(),
-        }),
-        ..Faults::default()
-    });
-    let full = region("Full");
-    cloud.add_region(&full, &[("compute", &proxy)]).unwrap();
+    let (proxy, full) = region_creating("gate.greedy", "Full");
 
     let project = Project::new("quotafallback");
     let fleet = SshFleet::start(2).unwrap();
