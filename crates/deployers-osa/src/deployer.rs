@@ -297,7 +297,7 @@ mod tests {
     }
 
     #[test]
-    fn cloud_test_servers_need_a_flavor_and_an_image_and_then_build() {
+    fn cloud_test_resources_are_checked_and_then_build() {
         let err = deployer("[upgrade_checks.resources]\nservers = 2\n")
             .unwrap_err()
             .to_string();
@@ -306,9 +306,13 @@ mod tests {
             "[upgrade_checks.resources]\nservers = 2\nflavor = \"m1.tiny\"\nimage = \"cirros\"\n",
         )
         .unwrap();
-        let err = deployer("[upgrade_checks.resources]\nvolumes = 1\n")
+        deployer("[upgrade_checks.resources]\nvolumes = 1\n").unwrap();
+        let err = deployer("[upgrade_checks.resources]\nvolumes = 1\nvolume_size_gb = 0\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("upgrade_checks.resources.volumes"), "{err}");
+        assert!(
+            err.contains("upgrade_checks.resources.volume_size_gb"),
+            "{err}"
+        );
     }
 }

@@ -123,6 +123,28 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn test_resources_in_the_deployed_cloud_are_checked_and_cleaned_as_the_script_deployers() {
+        let err = deployer("[upgrade_checks.resources]\nservers = 1\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("upgrade_checks.resources.flavor"), "{err}");
+        let toml = "[upgrade_checks.resources]\nvolumes = 2\ncloud = \"deployed\"\n";
+        deployer(toml).unwrap();
+        // Its ledger entries (backend `script`) reach a cleaner built from its section.
+        let mut registry = gate_core::Registry::new();
+        crate::register(&mut registry);
+        let section = BackendConfig::from_toml("deployer", crate::NAME, toml).unwrap();
+        let cleaner = registry.cleaner(&section).unwrap();
+        assert!(
+            format!("{cleaner:?}").contains("backend: \"script\""),
+            "{cleaner:?}"
+        );
+        let hooks = BackendConfig::from_toml("deployer", crate::HOOKS, toml).unwrap();
+        assert!(registry.cleaner(&hooks).is_ok());
+    }
+
     #[tokio::test]
     async fn a_failing_step_names_the_host_and_stops_the_sequence() {
         let stage = LocalStage::new(2, Stage::Deploy).await;
