@@ -25,9 +25,9 @@ mod cleanup;
 
 use crate::{naming, userdata};
 pub use cleanup::{
-    Wait, delete_entry, delete_floating_ip, delete_keypair, delete_server, floating_ip_sweepable,
-    keypair_name_sweepable, keypair_sweepable, observed_floating_ip, observed_keypair,
-    observed_server, server_sweepable,
+    Wait, create_in_flight, delete_entry, delete_floating_ip, delete_keypair, delete_server,
+    floating_ip_sweepable, keypair_name_sweepable, keypair_sweepable, observed_floating_ip,
+    observed_keypair, observed_server, server_sweepable,
 };
 
 /// The ledger kind of a Nova server.

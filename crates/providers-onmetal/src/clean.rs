@@ -17,7 +17,7 @@ use crate::provider::{OnmetalProvider, error};
 use crate::release::is_ours;
 use crate::{NAME, NODE, SERVER};
 use gate_openstack::allocator::{
-    Wait, delete_server, observed_server, region_of, scope_of, server_sweepable,
+    Wait, create_in_flight, delete_server, observed_server, region_of, scope_of, server_sweepable,
 };
 
 fn to_core(e: gate_openstack::Error) -> gate_core::Error {
@@ -135,7 +135,7 @@ impl Cleaner for OnmetalProvider {
                 let wait = Wait {
                     timeout: self.shared.delete_timeout(),
                     poll: self.shared.poll().min(Duration::from_secs(2)),
-                    settle: resource.create_may_land_within(api.retry().request_timeout()),
+                    settle: resource.create_may_land_within(create_in_flight(&api)),
                 };
                 let id = resource.id.as_deref();
                 delete_server(&api, &spec.name, id, &resource.run_id, wait)

@@ -8,8 +8,9 @@ use gate_core::{
     CleanContext, Cleaned, Cleaner, LiveResource, Observed, Result, RunId, SweepFilter,
 };
 use gate_openstack::allocator::{
-    Wait, delete_entry, floating_ip_sweepable, keypair_name_sweepable, keypair_sweepable,
-    observed_floating_ip, observed_keypair, observed_server, region_of, scope_of, server_sweepable,
+    Wait, create_in_flight, delete_entry, floating_ip_sweepable, keypair_name_sweepable,
+    keypair_sweepable, observed_floating_ip, observed_keypair, observed_server, region_of,
+    scope_of, server_sweepable,
 };
 use gate_openstack::{Api, floating_ips, keypairs, servers};
 use time::OffsetDateTime;
@@ -73,7 +74,7 @@ impl Cleaner for PubcloudProvider {
         let wait = Wait {
             timeout: self.shared.delete_timeout(),
             poll: self.shared.poll().min(Duration::from_secs(2)),
-            settle: resource.create_may_land_within(api.retry().request_timeout()),
+            settle: resource.create_may_land_within(create_in_flight(&api)),
         };
         let (spec, id) = (&resource.spec, resource.id.as_deref());
         delete_entry(&api, spec, id, &resource.run_id, wait)

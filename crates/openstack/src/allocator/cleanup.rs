@@ -16,6 +16,13 @@ use crate::keypairs::{self, Keypair};
 use crate::naming;
 use crate::servers::{self, Server};
 
+/// The longest a create call cut off by a crash is taken to stay at work in the API before
+/// what it makes shows (Nova records a server within its `POST /servers`; 9 s was seen on
+/// a machine under a load of 15): the request timeout, at most 30 s.
+pub fn create_in_flight(api: &Api) -> Duration {
+    api.retry().request_timeout().min(Duration::from_secs(30))
+}
+
 /// How long a delete waits: for the resource to be gone (`timeout`), between two looks
 /// (`poll`), and — for an entry with only its intent — for a create call sent just before
 /// a crash to land (`settle`, see [`gate_core::LiveResource::create_may_land_within`]).

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use gate_core::{CleanContext, Cleaned, Cleaner, Error, LiveResource, Observed, Result, RunId};
-use gate_openstack::allocator::{Wait, delete_server};
+use gate_openstack::allocator::{Wait, create_in_flight, delete_server};
 use gate_openstack::servers;
 use gate_openstack::{Api, Service};
 use serde_json::Value;
@@ -17,7 +17,7 @@ impl OpenStackResources {
         Wait {
             timeout: Self::seconds(self.config.delete_timeout_secs),
             poll: Self::seconds(self.config.poll_secs.min(2.0)),
-            settle: resource.create_may_land_within(api.retry().request_timeout()),
+            settle: resource.create_may_land_within(create_in_flight(api)),
         }
     }
 
