@@ -590,6 +590,15 @@ fn with_tries(error: Error, tries: u32) -> Error {
     }
 }
 
+/// The string `key` of a JSON object, `None` when it is missing, not a string or empty (the
+/// APIs write `""` or `null` for "none").
+pub(crate) fn text_field(value: &Value, key: &str) -> Option<String> {
+    value[key]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
 /// The fault message of an OpenStack error body: `{"<fault>": {"message": …}}` (Nova,
 /// Glance), `{"error": {"message": …}}` (Keystone, Heat), `{"error_message": …}` (Ironic),
 /// else the text itself, shortened.

@@ -41,12 +41,7 @@ pub struct FloatingIp {
 impl FloatingIp {
     /// Parses one `floatingip` object; `None` without an id.
     pub fn from_json(value: &Value) -> Option<FloatingIp> {
-        let text = |key: &str| {
-            value[key]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
+        let text = |key: &str| crate::api::text_field(value, key);
         Some(FloatingIp {
             id: text("id")?,
             address: text("floating_ip_address").unwrap_or_default(),

@@ -28,12 +28,7 @@ impl Keypair {
     /// Parses one keypair object (the inner `keypair` of a list item, or of a detail);
     /// `None` without a name.
     pub fn from_json(value: &Value) -> Option<Keypair> {
-        let text = |key: &str| {
-            value[key]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
+        let text = |key: &str| crate::api::text_field(value, key);
         Some(Keypair {
             name: text("name")?,
             fingerprint: text("fingerprint"),

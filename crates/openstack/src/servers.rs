@@ -35,12 +35,7 @@ pub struct Server {
 impl Server {
     /// Parses one server object; `None` without an id.
     pub fn from_json(value: &Value) -> Option<Server> {
-        let text = |key: &str| {
-            value[key]
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
+        let text = |key: &str| crate::api::text_field(value, key);
         let metadata = value["metadata"]
             .as_object()
             .map(|map| {

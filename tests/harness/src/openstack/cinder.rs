@@ -6,7 +6,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -14,7 +14,7 @@ use serde_json::json;
 use super::config::Layout as CloudLayout;
 use super::project::{Credentials, grant, random_hex};
 use super::rest::ApiSession;
-use super::services::{Supervisor, log_tail};
+use super::services::{Supervisor, run_logged};
 use super::wait::{wait_http, wait_until, with_logs};
 use crate::error::{HarnessError, Result, io};
 
@@ -302,31 +302,6 @@ impl Setup<'_> {
         command
     }
 
-    /// Runs a setup command to completion, its output in `logs/<log>.log`.
-    fn run_logged(&self, log: &str, command: &mut Command) -> Result<()> {
-        let path = self.path("logs").join(format!("{log}.log"));
-        let out =
-            std::fs::File::create(&path).map_err(io(format!("creating {}", path.display())))?;
-        let err = out
-            .try_clone()
-            .map_err(io(format!("opening {}", path.display())))?;
-        let shown = format!("{command:?}");
-        let status = command
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .status()
-            .map_err(io(format!("running {shown}")))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(HarnessError::Command {
-                command: shown,
-                detail: format!("{status}; {}", log_tail(&path, 40)),
-            })
-        }
-    }
-
     /// The service user and both catalog entries, made by the set's admin.
     fn register(&self, admin: &ApiSession) -> Result<()> {
         let projects = admin.get("identity", "/projects?name=service")?;
@@ -373,7 +348,7 @@ impl Setup<'_> {
         sync.arg("--config-file")
             .arg(self.conf())
             .args(["db", "sync"]);
-        self.run_logged("cinder-manage", &mut sync)?;
+        run_logged(&self.path("logs"), "cinder-manage", &mut sync)?;
         let mut wal = self.command("python3");
         wal.args([
             "-c",
@@ -381,7 +356,7 @@ impl Setup<'_> {
              sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL').fetchall()",
         ])
         .arg(self.db());
-        self.run_logged("sqlite-wal", &mut wal)?;
+        run_logged(&self.path("logs"), "sqlite-wal", &mut wal)?;
         supervisor.spawn("cinder-scheduler", &mut self.service("cinder-scheduler"))?;
         supervisor.spawn("cinder-volume", &mut self.service("cinder-volume"))?;
         supervisor.spawn("cinder-api", &mut self.gunicorn())?;

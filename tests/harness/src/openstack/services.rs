@@ -230,3 +230,32 @@ fn poisoned() -> HarnessError {
         detail: "a test panicked while holding the process list".into(),
     }
 }
+
+/// Runs a setup command to completion, its output appended to `<logs>/<log>.log`; a failure
+/// names the command and shows the log's tail.
+pub(crate) fn run_logged(logs: &Path, log: &str, command: &mut Command) -> Result<()> {
+    let path = logs.join(format!("{log}.log"));
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    let err = out
+        .try_clone()
+        .map_err(io(format!("opening {}", path.display())))?;
+    let shown = format!("{command:?}");
+    let status = command
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .map_err(io(format!("running {shown}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(HarnessError::Command {
+            command: shown,
+            detail: format!("{status}; {}", log_tail(&path, 40)),
+        })
+    }
+}

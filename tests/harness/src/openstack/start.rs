@@ -1,10 +1,9 @@
 //! Starting one set of services: files, databases, processes, then the cloud's contents
 //! (service users, catalog, flavor, image, roles), each step polled with a deadline.
 
-use std::fs::OpenOptions;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use super::OpenStack;
 use super::config::{Layout, Ports, etc};
 use super::project::{Credentials, grant, random_hex};
 use super::rest::{ApiSession, request};
-use super::services::{Supervisor, log_tail};
+use super::services::{Supervisor, run_logged};
 use super::wait::{not_ready, wait_http, wait_tcp, wait_until, with_logs};
 use crate::error::{HarnessError, Result, io};
 use crate::tools::require;
@@ -406,34 +405,6 @@ fn spawn_apis(layout: &Layout, supervisor: &Supervisor) -> Result<()> {
     )
 }
 
-/// Runs a setup command to completion, its output appended to `logs/<log>.log`.
-fn run_logged(layout: &Layout, log: &str, command: &mut Command) -> Result<()> {
-    let path = layout.path("logs").join(format!("{log}.log"));
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(io(format!("opening {}", path.display())))?;
-    let err = out
-        .try_clone()
-        .map_err(io(format!("opening {}", path.display())))?;
-    let shown = format!("{command:?}");
-    let status = command
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .status()
-        .map_err(io(format!("running {shown}")))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(HarnessError::Command {
-            command: shown,
-            detail: format!("{status}; {}", log_tail(&path, 40)),
-        })
-    }
-}
-
 /// A `*-manage` command of the venv with the service's config file.
 fn manage(layout: &Layout, program: &str, service: &str, conf: &str, args: &[&str]) -> Command {
     let mut command = venv_command(layout, program);
@@ -448,15 +419,23 @@ fn sync_keystone(layout: &Layout, admin_password: &str) -> Result<()> {
     let ks = |args: &[&str]| manage(layout, "keystone-manage", "keystone", "keystone.conf", args);
     let url = layout.auth_url();
     let owner = ["--keystone-user", "root", "--keystone-group", "root"];
-    run_logged(layout, "keystone-manage", &mut ks(&["db_sync"]))?;
-    run_logged(layout, "keystone-manage", ks(&["fernet_setup"]).args(owner))?;
     run_logged(
-        layout,
+        &layout.path("logs"),
+        "keystone-manage",
+        &mut ks(&["db_sync"]),
+    )?;
+    run_logged(
+        &layout.path("logs"),
+        "keystone-manage",
+        ks(&["fernet_setup"]).args(owner),
+    )?;
+    run_logged(
+        &layout.path("logs"),
         "keystone-manage",
         ks(&["credential_setup"]).args(owner),
     )?;
     run_logged(
-        layout,
+        &layout.path("logs"),
         "keystone-manage",
         ks(&["bootstrap", "--bootstrap-password", admin_password])
             .args(["--bootstrap-admin-url", &url])
@@ -470,7 +449,7 @@ fn sync_other_databases(layout: &Layout) -> Result<()> {
     let nova = |args: &[&str]| manage(layout, "nova-manage", "nova", "nova.conf", args);
     let cell0 = layout.sqlite("nova_cell0.sqlite");
     run_logged(
-        layout,
+        &layout.path("logs"),
         "placement-manage",
         &mut manage(
             layout,
@@ -480,20 +459,28 @@ fn sync_other_databases(layout: &Layout) -> Result<()> {
             &["db", "sync"],
         ),
     )?;
-    run_logged(layout, "nova-manage", &mut nova(&["api_db", "sync"]))?;
     run_logged(
-        layout,
+        &layout.path("logs"),
+        "nova-manage",
+        &mut nova(&["api_db", "sync"]),
+    )?;
+    run_logged(
+        &layout.path("logs"),
         "nova-manage",
         &mut nova(&["cell_v2", "map_cell0", "--database_connection", &cell0]),
     )?;
     run_logged(
-        layout,
+        &layout.path("logs"),
         "nova-manage",
         &mut nova(&["cell_v2", "create_cell", "--name", "cell1"]),
     )?;
-    run_logged(layout, "nova-manage", &mut nova(&["db", "sync"]))?;
     run_logged(
-        layout,
+        &layout.path("logs"),
+        "nova-manage",
+        &mut nova(&["db", "sync"]),
+    )?;
+    run_logged(
+        &layout.path("logs"),
         "glance-manage",
         &mut manage(
             layout,
@@ -504,7 +491,7 @@ fn sync_other_databases(layout: &Layout) -> Result<()> {
         ),
     )?;
     run_logged(
-        layout,
+        &layout.path("logs"),
         "heat-manage",
         &mut manage(layout, "heat-manage", "heat", "heat.conf", &["db_sync"]),
     )
@@ -521,7 +508,7 @@ fn wal_mode(layout: &Layout) -> Result<()> {
         .filter(|path| path.extension().is_some_and(|e| e == "sqlite"))
         .collect();
     run_logged(
-        layout,
+        &layout.path("logs"),
         "sqlite-wal",
         venv_command(layout, "python3")
             .args([
@@ -649,7 +636,7 @@ fn wait_compute(
     while Instant::now() < deadline {
         supervisor.check_alive("nova-compute")?;
         match run_logged(
-            layout,
+            &layout.path("logs"),
             "nova-manage",
             // The services run by now: write as they do (see sitecustomize.py).
             manage(
